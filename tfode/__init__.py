@@ -1,0 +1,22 @@
+"""tfode: sequence-to-sequence models whose decoder is a Neural ODE (Keras 3 on TensorFlow)."""
+
+import os
+
+# Keras 3 must run on TensorFlow: the solvers are TensorFlow Probability's.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+if os.environ["KERAS_BACKEND"] != "tensorflow":
+    raise ImportError(
+        f"tfode needs KERAS_BACKEND=tensorflow, found {os.environ['KERAS_BACKEND']!r}."
+    )
+
+from tfode.solvers import BDF, RK4, Dopri5, Euler, odeint  # noqa: E402
+from tfode.layers import ODESolve, VectorField  # noqa: E402
+from tfode.encoder import GRUEncoder  # noqa: E402
+from tfode.decoders import GRUDecoder, ODERNNDecoder, TrajectoryDecoder  # noqa: E402
+from tfode.model import Seq2SeqODE  # noqa: E402
+from tfode.text import TextProcessor  # noqa: E402
+
+__all__ = [
+    "BDF", "RK4", "Dopri5", "Euler", "odeint", "ODESolve", "VectorField", "GRUEncoder",
+    "GRUDecoder", "ODERNNDecoder", "TrajectoryDecoder", "Seq2SeqODE", "TextProcessor",
+]

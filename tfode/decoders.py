@@ -1,0 +1,299 @@
+"""Decoders from h(0) to token logits, behind one interface.
+
+Token k (1-based) of the output, the last being `<eos>`, lives at time t_k = k·Δt, Δt being
+`time_span` (default 1.0: one unit of time per token, so `steps_per_unit` of the fixed-grid
+solvers reads as steps per token; the adaptive solvers choose their own steps). h(0) sits at t = 0.
+
+Every decoder offers:
+  call(initial_state, target_inputs, training)   teacher-forced logits `[batch, n, vocab]`,
+      `target_inputs` `[batch, n]` being `<bos>` followed by the target tokens (the trajectory
+      decoder reads only its length);
+  decode(initial_state, max_steps, beam_width)    free-running `search.Decoded`;
+  states_at(initial_state, times, target_inputs)  `(states [batch, T, units],
+      logits [batch, T, vocab])` at any real times `>= 0`.
+
+`TrajectoryDecoder` and `ODERNNDecoder` have a state at every real time; `GRUDecoder`, the
+discrete baseline, has none between tokens and holds h_k over (t_{k-1}, t_k].
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tfode import search
+from tfode.layers import ODESolve, VectorField
+
+
+class Decoder(keras.layers.Layer):
+    """What the three decoders share: token times, the readout, the NFE counter."""
+
+    kind = None
+
+    def __init__(
+        self,
+        vocab_size: int,
+        units: int,
+        time_span: float = 1.0,
+        bos_id: int = 1,
+        eos_id: int = 2,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.units = units
+        self.time_span = float(time_span)
+        self.bos_id = bos_id
+        self.eos_id = eos_id
+        self.readout = keras.layers.Dense(vocab_size, dtype="float32", name="readout")
+        self.last_nfe = self.add_weight(
+            name="last_nfe", shape=(), dtype="int32", initializer="zeros", trainable=False
+        )
+
+    def token_times(self, num_positions):
+        """`[num_positions]` float32: t_k = k·Δt for k = 1 … num_positions."""
+        return tf.cast(tf.range(1, num_positions + 1), tf.float32) * self.time_span
+
+    def interval_index(self, times, num_positions):
+        """`[T]` int32, 0-based k with t in (t_k, t_{k+1}], clipped to [0, num_positions)."""
+        index = tf.cast(tf.math.ceil(times / self.time_span - 1e-6), tf.int32) - 1
+        return tf.clip_by_value(index, 0, num_positions - 1)
+
+    @staticmethod
+    def check_times(times):
+        times = tf.convert_to_tensor(times, tf.float32)
+        times = tf.debugging.assert_all_finite(times, "trajectory times must be finite")
+        with tf.control_dependencies(
+            [tf.debugging.assert_non_negative(times, message="trajectory times must be >= 0")]
+        ):
+            return tf.identity(times)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "units": self.units,
+            "time_span": self.time_span,
+            "bos_id": self.bos_id,
+            "eos_id": self.eos_id,
+        }
+
+
+class ODEDecoderMixin:
+    """Builds the vector field and solve layer from their configs (or layers)."""
+
+    def make_ode(self, vector_field, solver):
+        if isinstance(vector_field, dict) and "class_name" in vector_field:
+            vector_field = keras.saving.deserialize_keras_object(vector_field)
+        elif isinstance(vector_field, dict) or vector_field is None:
+            vector_field = VectorField(**(vector_field or {}), name="vector_field")
+        return ODESolve(vector_field, solver, name="ode")
+
+
+@keras.saving.register_keras_serializable(package="tfode")
+class TrajectoryDecoder(ODEDecoderMixin, Decoder):
+    """Non-autoregressive: h(t) = ODESolve(f, h(0), t_1 … t_n); token k = readout(h(t_k)).
+
+    With `augment_dim > 0` the state is h(0) padded with that many zeros (augmented neural ODE),
+    giving the flow room beyond the encoder's width; `states_at` returns the full state.
+    """
+
+    kind = "trajectory"
+
+    def __init__(self, vocab_size, units, vector_field=None, solver="rk4", augment_dim=0, **kwargs):
+        super().__init__(vocab_size, units, **kwargs)
+        self.augment_dim = augment_dim
+        self.ode = self.make_ode(vector_field, solver)
+
+    def build(self, initial_state_shape, target_inputs_shape=None):
+        state_shape = (initial_state_shape[0], self.units + self.augment_dim)
+        self.ode.build(state_shape)
+        self.readout.build(state_shape)
+
+    def initial_ode_state(self, initial_state):
+        if not self.augment_dim:
+            return initial_state
+        zeros = tf.zeros([tf.shape(initial_state)[0], self.augment_dim], initial_state.dtype)
+        return tf.concat([initial_state, zeros], axis=-1)
+
+    def solve(self, initial_state, times, training=None):
+        states = self.ode(self.initial_ode_state(initial_state), times, training=training)
+        self.last_nfe.assign(self.ode.last_nfe)
+        return states
+
+    def call(self, initial_state, target_inputs, training=None):
+        states = self.solve(initial_state, self.token_times(tf.shape(target_inputs)[1]), training)
+        return self.readout(states)
+
+    def decode(self, initial_state, max_steps, beam_width=1):
+        if beam_width != 1:
+            raise ValueError(
+                "The trajectory decoder is non-autoregressive: every token is the most likely "
+                "one at its time, so there is no beam to search; use beam_width=1."
+            )
+        logits = self.readout(self.solve(initial_state, self.token_times(max_steps)))
+        log_probs = tf.nn.log_softmax(logits)
+        ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        scores = tf.reduce_max(log_probs, axis=-1)
+        return search.mask_after_eos(ids, scores, self.eos_id, self.last_nfe.value)
+
+    def states_at(self, initial_state, times, target_inputs=None):
+        times = self.check_times(times)
+        order = tf.argsort(times)
+        inverse = tf.math.invert_permutation(order)
+        states = self.solve(initial_state, tf.gather(times, order))
+        states = tf.gather(states, inverse, axis=1)
+        return states, self.readout(states)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vector_field": keras.saving.serialize_keras_object(self.ode.vector_field),
+            "solver": self.ode.get_config()["solver"],
+            "augment_dim": self.augment_dim,
+        }
+
+
+class AutoregressiveDecoder(Decoder):
+    """Shared by the ODE-RNN and GRU decoders: a GRU cell folds in the previous token."""
+
+    def __init__(self, vocab_size, units, embedding_dim=128, **kwargs):
+        super().__init__(vocab_size, units, **kwargs)
+        self.embedding_dim = embedding_dim
+        self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
+
+    def decode(self, initial_state, max_steps, beam_width=1):
+        return search.beam_search(
+            self.step, initial_state, max_steps, self.bos_id, self.eos_id, beam_width
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "embedding_dim": self.embedding_dim}
+
+
+@keras.saving.register_keras_serializable(package="tfode")
+class ODERNNDecoder(ODEDecoderMixin, AutoregressiveDecoder):
+    """Autoregressive ODE-RNN (Rubanova et al. 2019).
+
+    Between t_{k-1} and t_k the state flows under the ODE; at t_k a GRU cell folds in token k-1
+    (`<bos>` first) and token k is read from the result:
+
+        h'_k = ODESolve(f, h_{k-1}, t_{k-1} → t_k),  h_k = GRUCell(embed(y_{k-1}), h'_k),
+        logits_k = readout(h_k).
+
+    `states_at(t)` for t in (t_{k-1}, t_k] returns the flowing state h'(t) and the logits the
+    decoder would emit if token k-1 were folded in at t, so at t = t_k they equal `call`'s.
+    """
+
+    kind = "odernn"
+
+    def __init__(self, vocab_size, units, vector_field=None, solver="rk4", **kwargs):
+        super().__init__(vocab_size, units, **kwargs)
+        self.ode = self.make_ode(vector_field, solver)
+        self.cell = keras.layers.GRUCell(units, name="cell")
+
+    def build(self, initial_state_shape, target_inputs_shape=None):
+        self.ode.build(initial_state_shape)
+        self.embedding.build((None,))
+        self.cell.build((None, self.embedding_dim))
+        self.readout.build(initial_state_shape)
+
+    def flow(self, state, start_time, end_time):
+        """`(state at end_time [batch, units], nfe)` from `state` at `start_time`."""
+        states, nfe = self.ode.solve(state, tf.reshape(end_time, [1]), start_time)
+        return states[:, 0], nfe
+
+    def fold(self, embedded, state):
+        output, _ = self.cell(embedded, state)
+        return output
+
+    def step(self, state, tokens, position):
+        start = tf.cast(position, tf.float32) * self.time_span
+        flowed, nfe = self.flow(state, start, start + self.time_span)
+        new_state = self.fold(self.embedding(tokens), flowed)
+        return self.readout(new_state), new_state, nfe
+
+    def folded_states(self, initial_state, target_inputs, training=None):
+        """h_1 … h_n after each fold, `[batch, n, units]`, and the total NFE."""
+        self.ode.check_trainable(training)
+        embedded = tf.transpose(self.embedding(target_inputs), [1, 0, 2])
+        starts = self.token_times(tf.shape(target_inputs)[1]) - self.time_span
+
+        def one_token(carry, inputs):
+            state, nfe = carry
+            token_embedding, start = inputs
+            flowed, step_nfe = self.flow(state, start, start + self.time_span)
+            return self.fold(token_embedding, flowed), nfe + step_nfe
+
+        states, nfe = tf.scan(
+            one_token, (embedded, starts), initializer=(initial_state, tf.constant(0))
+        )
+        return tf.transpose(states, [1, 0, 2]), nfe[-1]
+
+    def call(self, initial_state, target_inputs, training=None):
+        states, nfe = self.folded_states(initial_state, target_inputs, training)
+        self.last_nfe.assign(nfe)
+        return self.readout(states)
+
+    def states_at(self, initial_state, times, target_inputs):
+        times = self.check_times(times)
+        num_positions = tf.shape(target_inputs)[1]
+        folded, _ = self.folded_states(initial_state, target_inputs)
+        # Start of interval k is h_{k-1}: h(0) for the first, then the folded states.
+        starts = tf.concat([initial_state[:, None], folded[:, :-1]], axis=1)
+        intervals = self.interval_index(times, num_positions)
+
+        def at_time(query):
+            time, interval = query
+            start_time = tf.cast(interval, tf.float32) * self.time_span
+            flowed, _ = self.flow(starts[:, interval], start_time, tf.maximum(time, start_time))
+            token_embedding = self.embedding(target_inputs[:, interval])
+            return flowed, self.readout(self.fold(token_embedding, flowed))
+
+        states, logits = tf.map_fn(
+            at_time,
+            (times, intervals),
+            fn_output_signature=(tf.float32, tf.float32),
+        )
+        return tf.transpose(states, [1, 0, 2]), tf.transpose(logits, [1, 0, 2])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vector_field": keras.saving.serialize_keras_object(self.ode.vector_field),
+            "solver": self.ode.get_config()["solver"],
+        }
+
+
+@keras.saving.register_keras_serializable(package="tfode")
+class GRUDecoder(AutoregressiveDecoder):
+    """The discrete baseline: a GRU of the same width, h_k = GRUCell(embed(y_{k-1}), h_{k-1})."""
+
+    kind = "gru"
+
+    def __init__(self, vocab_size, units, **kwargs):
+        super().__init__(vocab_size, units, **kwargs)
+        self.rnn = keras.layers.GRU(units, return_sequences=True, name="gru")
+
+    def build(self, initial_state_shape, target_inputs_shape=None):
+        self.embedding.build((None,))
+        self.rnn.build((None, None, self.embedding_dim))
+        self.readout.build(initial_state_shape)
+
+    def step(self, state, tokens, position):
+        output, _ = self.rnn.cell(self.embedding(tokens), state)
+        return self.readout(output), output, tf.constant(0)
+
+    def call(self, initial_state, target_inputs, training=None):
+        states = self.rnn(self.embedding(target_inputs), initial_state=initial_state)
+        return self.readout(states)
+
+    def states_at(self, initial_state, times, target_inputs):
+        times = self.check_times(times)
+        states = self.rnn(self.embedding(target_inputs), initial_state=initial_state)
+        intervals = self.interval_index(times, tf.shape(target_inputs)[1])
+        states = tf.gather(states, intervals, axis=1)
+        return states, self.readout(states)
+
+
+DECODERS = {cls.kind: cls for cls in (TrajectoryDecoder, ODERNNDecoder, GRUDecoder)}

@@ -1,0 +1,122 @@
+"""The GRU encoder: token ids → h(0)."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="tfode")
+class GRUEncoder(keras.layers.Layer):
+    """Embedding + GRU (optionally bidirectional) over a padded batch, giving h(0).
+
+    Padding (id 0) is masked out: appending padding to a batch changes no output.
+
+    With `variational=True` a head maps the GRU summary to a mean and a log-variance; in
+    training h(0) is a reparameterised sample and the KL divergence to N(0, I), times the
+    non-trainable `kl_weight` (set it from a callback for annealing), is added with `add_loss`.
+    At inference h(0) is the mean.
+
+    Args:
+      vocab_size: number of token ids.
+      units: size of h(0).
+      embedding_dim: size of the token embeddings.
+      bidirectional: read the sentence both ways and merge the two final states linearly.
+      variational: add the variational head.
+      kl_weight: initial value of the KL weight.
+
+    Call arguments:
+      tokens: `[batch, length]` int, 0 for padding.
+
+    Returns:
+      `(h0, mean, log_variance)`, each `[batch, units]`; without the variational head
+      `mean` is `h0` and `log_variance` zeros.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        units: int = 256,
+        embedding_dim: int = 128,
+        bidirectional: bool = False,
+        variational: bool = False,
+        kl_weight: float = 1.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.units = units
+        self.embedding_dim = embedding_dim
+        self.bidirectional = bidirectional
+        self.variational = variational
+        self.initial_kl_weight = kl_weight
+        self.embedding = keras.layers.Embedding(
+            vocab_size, embedding_dim, mask_zero=True, name="embedding"
+        )
+        gru = keras.layers.GRU(units, name="gru")
+        if bidirectional:
+            self.rnn = keras.layers.Bidirectional(gru, merge_mode="concat", name="bigru")
+            self.merge = keras.layers.Dense(units, name="merge")
+        else:
+            self.rnn = gru
+            self.merge = None
+        if variational:
+            self.mean_head = keras.layers.Dense(units, name="mean")
+            self.log_variance_head = keras.layers.Dense(
+                units, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(-4.0),
+                name="log_variance",
+            )
+        self.kl_weight = self.add_weight(
+            name="kl_weight",
+            shape=(),
+            initializer=keras.initializers.Constant(kl_weight),
+            trainable=False,
+        )
+        self.seed_generator = keras.random.SeedGenerator(1337)
+
+    def build(self, tokens_shape):
+        self.embedding.build(tokens_shape)
+        self.rnn.build((*tokens_shape, self.embedding_dim))
+        summary_size = 2 * self.units if self.bidirectional else self.units
+        if self.merge is not None:
+            self.merge.build((None, summary_size))
+        if self.variational:
+            self.mean_head.build((None, self.units))
+            self.log_variance_head.build((None, self.units))
+
+    def summarise(self, tokens):
+        """The deterministic GRU summary of `tokens`, `[batch, units]`."""
+        embedded = self.embedding(tokens)
+        mask = tf.not_equal(tokens, 0)
+        summary = self.rnn(embedded, mask=mask)
+        if self.merge is not None:
+            summary = self.merge(summary)
+        return summary
+
+    def call(self, tokens, training=None):
+        summary = self.summarise(tokens)
+        if not self.variational:
+            return summary, summary, tf.zeros_like(summary)
+        mean = self.mean_head(summary)
+        log_variance = self.log_variance_head(summary)
+        if training:
+            noise = keras.random.normal(tf.shape(mean), dtype=mean.dtype, seed=self.seed_generator)
+            h0 = mean + tf.exp(0.5 * log_variance) * noise
+            kl = -0.5 * tf.reduce_mean(
+                tf.reduce_sum(1.0 + log_variance - tf.square(mean) - tf.exp(log_variance), axis=-1)
+            )
+            self.add_loss(tf.cast(self.kl_weight, kl.dtype) * kl)
+        else:
+            h0 = mean
+        return h0, mean, log_variance
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "units": self.units,
+            "embedding_dim": self.embedding_dim,
+            "bidirectional": self.bidirectional,
+            "variational": self.variational,
+            "kl_weight": self.initial_kl_weight,
+        }

@@ -1,0 +1,187 @@
+"""Keras layers of the Neural ODE: the vector field f(h, t; θ) and the solve around it."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+from tfode import solvers
+
+
+@keras.saving.register_keras_serializable(package="tfode")
+class VectorField(keras.layers.Layer):
+    """A time-conditioned MLP, `f(h, t; θ)`, the right-hand side of dh/dt = f(h, t).
+
+    The first layer reads the state through one kernel and sinusoidal features of the time
+    through another (`W_h h + W_t φ(t) + b`), so no concatenation runs in the hot path. Nothing
+    random happens inside (no dropout): an adaptive solver must see a deterministic function.
+
+    Args:
+      hidden_units: width of each hidden layer.
+      depth: number of hidden layers (>= 1).
+      activation: hidden activation, any Keras activation name.
+      num_time_frequencies: number of sinusoid pairs in φ(t); the periods double from 2 time
+        units on. φ(t) also holds t itself, so the field is never autonomous.
+      layer_norm: normalise each hidden layer's pre-activations (helps keep NFE bounded).
+
+    Call arguments:
+      time: float scalar.
+      state: `[batch, units]`.
+
+    Returns:
+      `[batch, units]`, dh/dt.
+    """
+
+    def __init__(
+        self,
+        hidden_units: int = 256,
+        depth: int = 2,
+        activation: str = "tanh",
+        num_time_frequencies: int = 4,
+        layer_norm: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if depth < 1:
+            raise ValueError(f"VectorField depth must be >= 1, got {depth}.")
+        self.hidden_units = hidden_units
+        self.depth = depth
+        self.activation = keras.activations.get(activation)
+        self.num_time_frequencies = num_time_frequencies
+        self.layer_norm = layer_norm
+        self.time_frequencies = [
+            2 * math.pi / 2.0 ** (1 + index) for index in range(num_time_frequencies)
+        ]
+
+    def build(self, state_shape):
+        units = state_shape[-1]
+        self.state_kernel = self.add_weight(
+            name="state_kernel", shape=(units, self.hidden_units), initializer="glorot_uniform"
+        )
+        self.time_kernel = self.add_weight(
+            name="time_kernel",
+            shape=(1 + 2 * self.num_time_frequencies, self.hidden_units),
+            initializer="glorot_uniform",
+        )
+        self.input_bias = self.add_weight(
+            name="input_bias", shape=(self.hidden_units,), initializer="zeros"
+        )
+        self.hidden_layers = []
+        for index in range(self.depth - 1):
+            layer = keras.layers.Dense(self.hidden_units, name=f"hidden_{index}")
+            layer.build((None, self.hidden_units))
+            self.hidden_layers.append(layer)
+        self.norms = []
+        if self.layer_norm:
+            for index in range(self.depth):
+                norm = keras.layers.LayerNormalization(name=f"norm_{index}")
+                norm.build((None, self.hidden_units))
+                self.norms.append(norm)
+        # Small output weights: the flow starts close to the identity map.
+        self.output_layer = keras.layers.Dense(
+            units,
+            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+            name="output",
+        )
+        self.output_layer.build((None, self.hidden_units))
+
+    def time_features(self, time):
+        """φ(t): `[1, 1 + 2 * num_time_frequencies]` for a scalar `time`."""
+        time = tf.reshape(tf.cast(time, self.compute_dtype), [1, 1])
+        if not self.time_frequencies:
+            return time
+        angles = time * tf.constant([self.time_frequencies], dtype=self.compute_dtype)
+        return tf.concat([time, tf.sin(angles), tf.cos(angles)], axis=-1)
+
+    def call(self, time, state):
+        hidden = (
+            tf.matmul(state, tf.cast(self.state_kernel, state.dtype))
+            + tf.matmul(self.time_features(time), tf.cast(self.time_kernel, state.dtype))
+            + tf.cast(self.input_bias, state.dtype)
+        )
+        for index in range(self.depth):
+            if index > 0:
+                hidden = self.hidden_layers[index - 1](hidden)
+            if self.layer_norm:
+                hidden = self.norms[index](hidden)
+            hidden = self.activation(hidden)
+        return self.output_layer(hidden)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "hidden_units": self.hidden_units,
+            "depth": self.depth,
+            "activation": keras.activations.serialize(self.activation),
+            "num_time_frequencies": self.num_time_frequencies,
+            "layer_norm": self.layer_norm,
+        }
+
+
+@keras.saving.register_keras_serializable(package="tfode")
+class ODESolve(keras.layers.Layer):
+    """Keras wrapper of `tfode.solvers.odeint` around a `VectorField`.
+
+    Args:
+      vector_field: a `VectorField` layer (or its config dict when deserialising).
+      solver: a solver object, its name ("dopri5", "bdf", "rk4", "euler") or its config dict.
+
+    Call arguments:
+      initial_state: `[batch, units]`, h(initial_time).
+      solution_times: `[T]`, non-decreasing, `>= initial_time`.
+      initial_time: float scalar, default 0.
+      training: whether gradients will be taken; asking for it with a solver that cannot be
+        trained (BDF) raises `ValueError`.
+
+    Returns:
+      `[batch, T, units]`, h at each solution time. The number of function evaluations of the
+      last call is kept in the non-trainable variable `last_nfe`.
+    """
+
+    def __init__(self, vector_field, solver="dopri5", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(vector_field, dict):
+            vector_field = keras.saving.deserialize_keras_object(vector_field)
+        self.vector_field = vector_field
+        self.solver = solvers.solver_from_config(solver)
+        self.last_nfe = self.add_weight(
+            name="last_nfe", shape=(), dtype="int32", initializer="zeros", trainable=False
+        )
+
+    def build(self, initial_state_shape, solution_times_shape=None):
+        self.vector_field.build(initial_state_shape)
+
+    def check_trainable(self, training):
+        if training and not self.solver.trainable:
+            raise ValueError(
+                f"The {self.solver.name!r} solver is for inference only (its gradients take "
+                "minutes per step); train with 'dopri5', 'rk4' or 'euler' and switch solvers "
+                "for inference with `with_solver`."
+            )
+
+    def solve(self, initial_state, solution_times, initial_time=0.0):
+        """Like `call`, but returns `(states [batch, T, units], nfe int32 scalar)` and keeps no
+        statistics, so it can run inside loops (the ODE-RNN decoder)."""
+        states, stats = solvers.odeint(
+            self.vector_field, initial_state, solution_times, self.solver, initial_time
+        )
+        return tf.transpose(states, [1, 0, 2]), stats.num_function_evaluations
+
+    def call(self, initial_state, solution_times, initial_time=0.0, training=None):
+        self.check_trainable(training)
+        states, nfe = self.solve(initial_state, solution_times, initial_time)
+        self.last_nfe.assign(nfe)
+        return states
+
+    def compute_output_shape(self, initial_state_shape, solution_times_shape=None):
+        times = solution_times_shape[0] if solution_times_shape else None
+        return (initial_state_shape[0], times, initial_state_shape[-1])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vector_field": keras.saving.serialize_keras_object(self.vector_field),
+            "solver": solvers.solver_to_config(self.solver),
+        }

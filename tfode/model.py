@@ -1,0 +1,179 @@
+"""`Seq2SeqODE`: the GRU encoder and one of the decoders, as one `keras.Model`."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tfode import interpolation, solvers
+from tfode import metrics as sequence_metrics
+from tfode.decoders import DECODERS
+from tfode.encoder import GRUEncoder
+from tfode.search import Decoded
+from tfode.text import BOS_ID, EOS_ID, prepend_bos
+
+
+@keras.saving.register_keras_serializable(package="tfode")
+class Seq2SeqODE(keras.Model):
+    """A sentence autoencoder whose decoder may be a Neural ODE.
+
+    `call(tokens)` takes `[batch, L]` 0-padded ids and returns teacher-forced logits
+    `[batch, L + 1, vocab]` for the sentence followed by `<eos>` (targets:
+    `tfode.text.append_eos(tokens)`).
+
+    Args:
+      vocab_size: number of token ids (the text pipeline's vocabulary size).
+      decoder: "trajectory" (Neural ODE, non-autoregressive), "odernn" (ODE-RNN,
+        autoregressive) or "gru" (the discrete baseline).
+      units: width of h(0), of the ODE state and of the decoders' GRUs.
+      embedding_dim: token embedding size (encoder and autoregressive decoders).
+      max_length: the most tokens a sentence has; free-running decoding runs `max_length + 1`
+        steps.
+      solver: solver name or config (`tfode.solvers`), for the ODE decoders.
+      vector_field: `VectorField` keyword arguments, for the ODE decoders.
+      time_span: Δt, the time between two tokens.
+      augment_dim: zeros appended to the state of the trajectory decoder.
+      bidirectional, variational, kl_weight: see `GRUEncoder`.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        decoder: str = "trajectory",
+        units: int = 256,
+        embedding_dim: int = 128,
+        max_length: int = 14,
+        solver="rk4",
+        vector_field: dict | None = None,
+        time_span: float = 1.0,
+        augment_dim: int = 0,
+        bidirectional: bool = False,
+        variational: bool = False,
+        kl_weight: float = 1.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if decoder not in DECODERS:
+            raise ValueError(f"Unknown decoder {decoder!r}; expected one of {sorted(DECODERS)}.")
+        self.settings = dict(
+            vocab_size=vocab_size,
+            decoder=decoder,
+            units=units,
+            embedding_dim=embedding_dim,
+            max_length=max_length,
+            solver=solvers.solver_to_config(solvers.solver_from_config(solver)),
+            vector_field=dict(vector_field or {}),
+            time_span=time_span,
+            augment_dim=augment_dim,
+            bidirectional=bidirectional,
+            variational=variational,
+            kl_weight=kl_weight,
+        )
+        self.max_length = max_length
+        self.encoder = GRUEncoder(
+            vocab_size,
+            units,
+            embedding_dim=embedding_dim,
+            bidirectional=bidirectional,
+            variational=variational,
+            kl_weight=kl_weight,
+            name="encoder",
+        )
+        common = dict(time_span=time_span, bos_id=BOS_ID, eos_id=EOS_ID, name="decoder")
+        if decoder == "trajectory":
+            self.decoder = DECODERS[decoder](
+                vocab_size, units, vector_field=vector_field, solver=self.settings["solver"],
+                augment_dim=augment_dim, **common,
+            )
+        elif decoder == "odernn":
+            self.decoder = DECODERS[decoder](
+                vocab_size, units, vector_field=vector_field, solver=self.settings["solver"],
+                embedding_dim=embedding_dim, **common,
+            )
+        else:
+            self.decoder = DECODERS[decoder](vocab_size, units, embedding_dim=embedding_dim, **common)
+        if self.is_ode:
+            self.nfe_tracker = keras.metrics.Mean(name="nfe")
+
+    @property
+    def is_ode(self) -> bool:
+        return self.settings["decoder"] != "gru"
+
+    def build(self, tokens_shape):
+        self.encoder.build(tokens_shape)
+        self.decoder.build((tokens_shape[0], self.settings["units"]), tokens_shape)
+        self.built = True
+
+    def call(self, tokens, training=None):
+        h0, _, _ = self.encoder(tokens, training=training)
+        return self.decoder(h0, prepend_bos(tokens), training=training)
+
+    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
+        """`keras.Model.compile` with this model's defaults: masked cross-entropy, masked
+        token accuracy and exact match (teacher-forced, like any `fit` metric)."""
+        if loss is None:
+            loss = sequence_metrics.masked_cross_entropy()
+        if metrics is None:
+            metrics = [sequence_metrics.MaskedTokenAccuracy(), sequence_metrics.ExactMatch()]
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if self.is_ode:
+            self.nfe_tracker.update_state(tf.cast(self.decoder.last_nfe, tf.float32))
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    # -- beyond `call` -------------------------------------------------------------------
+
+    def encode(self, tokens):
+        """`[batch, L]` ids → `(h0, mean, log_variance)`, each `[batch, units]` (inference)."""
+        return self.encoder(tokens, training=False)
+
+    def decode(self, h0, max_steps=None, beam_width=1) -> Decoded:
+        """Free-running decoding from h(0) `[batch, units]`: greedy, or beam search with
+        `beam_width > 1` for the autoregressive decoders. `max_steps` defaults to
+        `max_length + 1`."""
+        return self.decoder.decode(h0, max_steps or self.max_length + 1, beam_width)
+
+    def reconstruct(self, tokens, beam_width=1) -> Decoded:
+        """`decode(encode(tokens))`."""
+        return self.decode(self.encode(tokens)[0], beam_width=beam_width)
+
+    def trajectory(self, tokens, times):
+        """What the decoder holds at any real times `[T]` (>= 0, token k at k·Δt) while
+        reconstructing `tokens` `[batch, L]`: `(states [batch, T, state_units],
+        probabilities [batch, T, vocab])`. The autoregressive decoders fold in the given tokens."""
+        h0 = self.encode(tokens)[0]
+        states, logits = self.decoder.states_at(h0, times, prepend_bos(tokens))
+        return states, tf.nn.softmax(logits)
+
+    def interpolate(self, tokens_a, tokens_b, alphas, mode="linear", beam_width=1) -> Decoded:
+        """Decodes the latent path between two batches of sentences `[batch, L]` at `alphas`
+        `[A]`: a `Decoded` whose fields are `[batch, A, steps]` (`lengths` `[batch, A]`)."""
+        start, end = self.encode(tokens_a)[0], self.encode(tokens_b)[0]
+        path = interpolation.interpolate(start, end, alphas, mode)
+        batch, steps = tf.shape(path)[0], tf.shape(path)[1]
+        decoded = self.decode(tf.reshape(path, [batch * steps, -1]), beam_width=beam_width)
+        return Decoded(
+            ids=tf.reshape(decoded.ids, [batch, steps, -1]),
+            scores=tf.reshape(decoded.scores, [batch, steps, -1]),
+            lengths=tf.reshape(decoded.lengths, [batch, steps]),
+            nfe=decoded.nfe,
+        )
+
+    def with_solver(self, solver) -> "Seq2SeqODE":
+        """A copy of this model with the same weights and another ODE solver (e.g. "bdf" or a
+        tighter `Dopri5` for inference)."""
+        if not self.is_ode:
+            raise ValueError("The discrete GRU decoder has no ODE solver to change.")
+        config = {**self.get_config(), "solver": solver}
+        copy = Seq2SeqODE.from_config(config)
+        copy.build((None, None))
+        copy.set_weights(self.get_weights())
+        return copy
+
+    def get_config(self):
+        return {**super().get_config(), **self.settings}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
