@@ -22,7 +22,11 @@ import keras
 import tensorflow as tf
 
 from tfode import search
+from tfode.solvers import RK4, Euler
 from tfode.layers import ODESolve, VectorField
+
+
+FIXED_GRID = (RK4, Euler)
 
 
 class Decoder(keras.layers.Layer):
@@ -216,6 +220,12 @@ class ODERNNDecoder(ODEDecoderMixin, AutoregressiveDecoder):
     def folded_states(self, initial_state, target_inputs, training=None):
         """h_1 … h_n after each fold, `[batch, n, units]`, and the total NFE."""
         self.ode.check_trainable(training)
+        if training and not isinstance(self.ode.solver, FIXED_GRID):
+            raise ValueError(
+                "The ODE-RNN decoder trains with a fixed-grid solver ('rk4' or 'euler'): TFP's "
+                "adjoint gradient cannot run inside its per-token loop. Adaptive solvers serve "
+                "at inference (`Seq2SeqODE.with_solver`)."
+            )
         embedded = tf.transpose(self.embedding(target_inputs), [1, 0, 2])
         starts = self.token_times(tf.shape(target_inputs)[1]) - self.time_span
 

@@ -117,6 +117,11 @@ class Seq2SeqODE(keras.Model):
             metrics = [sequence_metrics.MaskedTokenAccuracy(), sequence_metrics.ExactMatch()]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
+    def compile_from_config(self, config):
+        """Restores the optimizer of a saved model; loss and metrics are this model's defaults."""
+        optimizer = config.get("optimizer")
+        self.compile(keras.optimizers.deserialize(optimizer) if optimizer else "adam")
+
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         if self.is_ode:
             self.nfe_tracker.update_state(tf.cast(self.decoder.last_nfe, tf.float32))

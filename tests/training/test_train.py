@@ -1,0 +1,117 @@
+"""End to end: `training.train` and `training.evaluate` on the built-in corpus."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from training import evaluate, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY = ["--data", "synthetic", "--preset", "tiny", "--quiet"]
+
+
+def history(run_dir):
+    with open(os.path.join(run_dir, "history.csv")) as handle:
+        return list(csv.DictReader(handle))
+
+
+def run_cli(module, *args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("run") / "tiny")
+    code = train.main([*TINY, "--decoder", "odernn", "--run-dir", run_dir, "--epochs", "3",
+                       "--learning-rate", "0.01"])
+    assert code == 0
+    return run_dir
+
+
+def test_two_epochs_of_fit_lower_the_loss_and_write_the_run(trained_run):
+    rows = history(trained_run)
+    assert [int(row["epoch"]) for row in rows] == [0, 1, 2]
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    for name in ("config.json", "vocab.txt", "model.keras", "checkpoints/best.keras",
+                 "checkpoints/last.keras", "train_summary.json"):
+        assert os.path.exists(os.path.join(trained_run, name)), name
+    assert os.listdir(os.path.join(trained_run, "logs"))  # TensorBoard events
+    config = json.load(open(os.path.join(trained_run, "config.json")))
+    assert config["decoder"] == "odernn" and config["preset"] == "tiny" and config["epochs"] == 3
+
+
+def test_evaluation_report_holds_numbers(trained_run, tmp_path):
+    metrics = evaluate.evaluate(trained_run, split="validation", report_dir=str(tmp_path))
+    for key in ("token_accuracy", "exact_match", "bleu", "perplexity", "midpoint_consistency",
+                "nfe_per_sentence", "teacher_forced_token_accuracy"):
+        assert isinstance(metrics[key], float), key
+    assert 0.0 <= metrics["token_accuracy"] <= 1.0 and metrics["perplexity"] > 1.0
+    assert metrics["nfe_per_sentence"] > 0
+    saved = json.load(open(tmp_path / "metrics.json"))
+    assert saved["token_accuracy"] == metrics["token_accuracy"]
+    assert set(saved["interpolation"]) == {"linear", "slerp"}
+    assert 0.0 <= saved["interpolation"]["linear"]["grammatical_share"] <= 1.0
+    report = (tmp_path / "report.md").read_text()
+    for picture in ("trajectories.png", "token_probabilities.png", "interpolation_linear.png"):
+        assert (tmp_path / picture).stat().st_size > 1000
+        assert f"]({picture})" in report
+
+
+def test_finished_run_and_changed_configuration_are_refused(trained_run):
+    before = os.path.getmtime(os.path.join(trained_run, "model.keras"))
+    assert train.main([*TINY, "--decoder", "odernn", "--run-dir", trained_run, "--epochs", "3",
+                       "--learning-rate", "0.01"]) == 2
+    assert train.main([*TINY, "--decoder", "gru", "--run-dir", trained_run]) == 2
+    assert os.path.getmtime(os.path.join(trained_run, "model.keras")) == before
+
+
+def test_cli_rejects_bad_flags_and_missing_data(tmp_path):
+    result = run_cli("training.train", "--data", "synthetic", "--run-dir", str(tmp_path / "a"), "--decoder", "lstm")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+    result = run_cli("training.train", "--data", str(tmp_path / "missing.txt"), "--run-dir", str(tmp_path / "b"))
+    assert result.returncode == 2 and "No data file" in result.stderr
+    assert not os.path.exists(tmp_path / "b" / "model.keras")
+    result = run_cli("training.evaluate", "--run-dir", str(tmp_path / "nothing"))
+    assert result.returncode == 2 and "not a training run" in result.stderr
+
+
+def test_run_killed_mid_epoch_resumes_and_finishes_all_epochs(tmp_path):
+    run_dir = str(tmp_path / "killed")
+    args = ["training.train", *TINY, "--decoder", "gru", "--run-dir", run_dir, "--epochs", "4",
+            "--synthetic-size", "1200"]
+    process = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    metadata = os.path.join(run_dir, "backup", "training_metadata.json")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if os.path.exists(metadata) and json.load(open(metadata)).get("epoch", 0) >= 1:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "training finished before it could be interrupted"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not os.path.exists(os.path.join(run_dir, "model.keras"))
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    epochs = [int(row["epoch"]) for row in history(run_dir)]
+    assert epochs[-1] == 3 and sorted(set(epochs)) == [0, 1, 2, 3]
+    assert not os.path.exists(os.path.join(run_dir, "backup"))  # removed once finished
+    for name in os.listdir(os.path.join(run_dir, "checkpoints")):
+        assert name in ("best.keras", "last.keras")  # no temporary left behind
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    run_dir = str(tmp_path / "mirrored")
+    result = run_cli("training.train", *TINY, "--decoder", "trajectory", "--run-dir", run_dir,
+                     "--epochs", "1", "--distribute", "mirrored", "--logical-cpus", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert os.path.exists(os.path.join(run_dir, "model.keras"))

@@ -1,0 +1,89 @@
+"""Callbacks that Keras does not ship: atomic checkpoints, a wall-clock budget, KL annealing,
+and a stop that names why training went wrong."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import keras
+import numpy as np
+
+from training.rundir import save_model_atomically
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Writes `last.keras` after every epoch and `best.keras` when `monitor` improves, each via a
+    temporary file and a rename, so a killed run never leaves a truncated checkpoint."""
+
+    def __init__(self, directory: str, monitor: str = "val_loss"):
+        super().__init__()
+        self.directory = directory
+        self.monitor = monitor
+        self.best = math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if not all(np.isfinite(value) for value in logs.values() if isinstance(value, float)):
+            return  # never checkpoint a diverged model
+        save_model_atomically(self.model, os.path.join(self.directory, "last.keras"))
+        value = logs.get(self.monitor)
+        if value is not None and value < self.best:
+            self.best = value
+            save_model_atomically(self.model, os.path.join(self.directory, "best.keras"))
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training once `seconds` of wall-clock time have passed (checked every batch)."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+        self.started = None
+        self.exhausted = False
+
+    def on_train_begin(self, logs=None):
+        self.started = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() - self.started > self.seconds:
+            self.exhausted = True
+            self.model.stop_training = True
+
+
+class KLAnnealing(keras.callbacks.Callback):
+    """Raises the encoder's KL weight linearly from 0 to `target` over `steps` batches."""
+
+    def __init__(self, target: float, steps: int):
+        super().__init__()
+        self.target = target
+        self.steps = max(1, steps)
+        self.seen = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.seen += 1
+        self.model.encoder.kl_weight.assign(self.target * min(1.0, self.seen / self.steps))
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stops at the first non-finite loss, or when the ODE solver's NFE per step exceeds
+    `max_nfe` (a step-size collapse), and records the cause in `reason`."""
+
+    def __init__(self, max_nfe: float | None = None):
+        super().__init__()
+        self.max_nfe = max_nfe
+        self.reason = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        loss = logs.get("loss")
+        if loss is not None and not np.isfinite(loss):
+            self.reason = f"the loss became {loss} at batch {batch}"
+        elif self.max_nfe and logs.get("nfe", 0) > self.max_nfe:
+            self.reason = (
+                f"the ODE solver needed {logs['nfe']:.0f} function evaluations per step "
+                f"(limit {self.max_nfe:.0f}): its step size collapsed"
+            )
+        if self.reason:
+            self.model.stop_training = True

@@ -1,0 +1,59 @@
+"""Evaluation metrics on free-running decodes and on hidden trajectories (NumPy in, floats out)."""
+
+from __future__ import annotations
+
+import numpy as np
+import sacrebleu
+
+
+def align(decoded: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pads or cuts both `[batch, steps]` id arrays to one width."""
+    width = max(decoded.shape[1], targets.shape[1])
+    pad = lambda array: np.pad(array, [[0, 0], [0, width - array.shape[1]]])  # noqa: E731
+    return pad(decoded), pad(targets)
+
+
+def token_matches(decoded: np.ndarray, targets: np.ndarray) -> tuple[int, int, int]:
+    """`(correct tokens, target tokens, exactly reconstructed sentences)`: position-wise over the
+    non-padding target tokens (`<eos>` included), a sentence exact when every one matches and
+    nothing follows its `<eos>`."""
+    decoded, targets = align(decoded, targets)
+    mask = targets != 0
+    correct = (decoded == targets) & mask
+    exact = np.all(decoded == targets, axis=1)
+    return int(correct.sum()), int(mask.sum()), int(exact.sum())
+
+
+def bleu(hypotheses: list[str], references: list[str]) -> float:
+    """Corpus BLEU (sacrebleu, its default 13a tokenisation) of `hypotheses` against one
+    reference each."""
+    return float(sacrebleu.corpus_bleu(hypotheses, [references]).score)
+
+
+def midpoint_hits(probabilities: np.ndarray, targets: np.ndarray) -> tuple[int, int]:
+    """`(hits, midpoints)`. `probabilities` `[batch, n, vocab]` at the midpoints between target
+    tokens k and k+1 (k = 1 … n); a hit is a midpoint whose most likely token is one of the two."""
+    predicted = probabilities.argmax(-1)
+    count = min(predicted.shape[1], targets.shape[1] - 1)
+    left, right = targets[:, :count], targets[:, 1 : count + 1]
+    valid = right != 0
+    hits = ((predicted[:, :count] == left) | (predicted[:, :count] == right)) & valid
+    return int(hits.sum()), int(valid.sum())
+
+
+def mass_transfer(probabilities: np.ndarray, targets: np.ndarray, fractions: np.ndarray) -> dict:
+    """Mean probability of token k and of token k+1 at times (k + f)·Δt, f in `fractions`.
+
+    `probabilities` is `[batch, n, len(fractions), vocab]` for k = 1 … n."""
+    count = min(probabilities.shape[1], targets.shape[1] - 1)
+    left, right = targets[:, :count], targets[:, 1 : count + 1]
+    valid = right != 0
+    p_left = np.take_along_axis(probabilities[:, :count], left[:, :, None, None], axis=-1)[..., 0]
+    p_right = np.take_along_axis(probabilities[:, :count], right[:, :, None, None], axis=-1)[..., 0]
+    weights = valid[..., None].astype(float)
+    total = max(weights.sum(), 1.0)
+    return {
+        "fractions": [float(f) for f in fractions],
+        "token_k": [float(v) for v in (p_left * weights).sum((0, 1)) / total],
+        "token_k_plus_1": [float(v) for v in (p_right * weights).sum((0, 1)) / total],
+    }

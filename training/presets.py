@@ -1,0 +1,98 @@
+"""Named training configurations. A run's configuration is DEFAULTS, then the preset, then flags."""
+
+from __future__ import annotations
+
+DEFAULTS = dict(
+    data="synthetic",
+    decoder="trajectory",
+    units=256,
+    embedding_dim=128,
+    solver="rk4",
+    steps_per_unit=2.0,
+    rtol=1e-3,
+    atol=1e-4,
+    field_units=256,
+    field_depth=2,
+    field_activation="tanh",
+    layer_norm=False,
+    time_span=1.0,
+    augment_dim=0,
+    bidirectional=False,
+    variational=False,
+    kl_weight=0.0,
+    max_length=20,
+    min_words=5,
+    max_words=14,
+    vocab_size=20000,
+    min_count=1,
+    synthetic_size=6000,
+    batch_size=128,
+    learning_rate=2e-3,
+    clipnorm=1.0,
+    epochs=30,
+    time_budget=None,
+    patience=5,
+    seed=0,
+    mixed_precision=False,
+    distribute="none",
+    logical_cpus=0,
+)
+
+PRESETS = {
+    # The README's main job: the built-in grammar, small enough for a laptop CPU.
+    "synthetic": dict(data="synthetic", units=128, field_units=128, embedding_dim=64, epochs=12),
+    # Minimal settings for tests and smoke runs.
+    "tiny": dict(
+        units=32, field_units=32, embedding_dim=16, synthetic_size=300, batch_size=32, epochs=2,
+        vocab_size=500,
+    ),
+    # Real text on a 2-core CPU (see docs/results.md).
+    "tatoeba-cpu": dict(
+        data="tatoeba", units=256, field_units=256, batch_size=128, learning_rate=2e-3,
+        steps_per_unit=2.0, epochs=100, time_budget=1800, vocab_size=20000, min_count=2,
+    ),
+    # A larger model with mixed precision, for a GPU. Untested on a GPU here.
+    "gpu": dict(
+        data="tatoeba", units=512, field_units=1024, embedding_dim=256, batch_size=256,
+        learning_rate=1e-3, epochs=60, mixed_precision=True, min_count=2,
+    ),
+}
+
+
+def resolve(preset: str | None, overrides: dict) -> dict:
+    """DEFAULTS ← PRESETS[preset] ← the overrides that are not None."""
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; expected one of {sorted(PRESETS)}.")
+    config = {**DEFAULTS, **PRESETS.get(preset, {})}
+    unknown = set(overrides) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"Unknown settings {sorted(unknown)}.")
+    config.update({key: value for key, value in overrides.items() if value is not None})
+    return config
+
+
+def model_settings(config: dict, vocab_size: int) -> dict:
+    """The `Seq2SeqODE` keyword arguments a configuration asks for."""
+    if config["solver"] in ("dopri5", "bdf"):
+        solver = {"name": config["solver"], "rtol": config["rtol"], "atol": config["atol"]}
+    else:
+        solver = {"name": config["solver"], "steps_per_unit": config["steps_per_unit"]}
+    return dict(
+        vocab_size=vocab_size,
+        decoder=config["decoder"],
+        units=config["units"],
+        embedding_dim=config["embedding_dim"],
+        max_length=config["max_length"],
+        solver=solver,
+        vector_field=dict(
+            hidden_units=config["field_units"],
+            depth=config["field_depth"],
+            activation=config["field_activation"],
+            layer_norm=config["layer_norm"],
+        ),
+        time_span=config["time_span"],
+        augment_dim=config["augment_dim"],
+        bidirectional=config["bidirectional"],
+        variational=config["variational"],
+        kl_weight=config["kl_weight"],
+    )

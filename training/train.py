@@ -1,0 +1,238 @@
+"""Train a tfode model with `keras` `fit`.
+
+    python -m training.train --data synthetic|tatoeba|PATH --decoder trajectory|odernn|gru \\
+        --run-dir DIR [--epochs N] [--time-budget SECONDS] [--preset NAME] [...]
+
+The configuration is the defaults, then `--preset`, then the flags; it is written to
+DIR/config.json. Running the same command again on an unfinished DIR resumes it (BackupAndRestore
+keeps the state mid-epoch); a finished DIR is refused unless --overwrite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+
+import training  # noqa: F401  (sets the Keras backend before Keras loads)
+from training import presets
+from training.data import DataError
+from training.rundir import CONFIG_FILE, MODEL_FILE, RunError, read_config, write_json_atomically
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--data", help="'synthetic' (the built-in grammar), 'tatoeba' (download once, or "
+        "$TFODE_TATOEBA), or a file: an Anki/Tatoeba .zip or .txt pair file, or plain text")
+    add("--decoder", choices=["trajectory", "odernn", "gru"], help="decoder (default trajectory)")
+    add("--run-dir", required=True, help="where config, vocabulary, checkpoints and logs go")
+    add("--preset", choices=sorted(presets.PRESETS), help="named configuration to start from")
+    add("--epochs", type=int, help="the most epochs to run")
+    add("--time-budget", type=float, help="stop after this many seconds of training")
+    add("--solver", choices=["dopri5", "rk4", "euler"], help="ODE solver for training")
+    add("--steps-per-unit", type=float, help="fixed-grid solver steps per token")
+    add("--rtol", type=float, help="dopri5 relative tolerance")
+    add("--atol", type=float, help="dopri5 absolute tolerance")
+    add("--units", type=int, help="hidden width (encoder, ODE state, decoder GRUs)")
+    add("--embedding-dim", type=int, help="token embedding size")
+    add("--field-units", type=int, help="vector field hidden width")
+    add("--field-depth", type=int, help="vector field hidden layers")
+    add("--layer-norm", action=argparse.BooleanOptionalAction, default=None,
+        help="layer normalisation inside the vector field")
+    add("--time-span", type=float, help="time between two tokens (Δt)")
+    add("--augment-dim", type=int, help="zeros appended to the trajectory decoder's state")
+    add("--bidirectional", action=argparse.BooleanOptionalAction, default=None, help="bidirectional encoder")
+    add("--variational", action=argparse.BooleanOptionalAction, default=None, help="variational latent")
+    add("--kl-weight", type=float, help="final KL weight (annealed linearly over the first epoch)")
+    add("--max-length", type=int, help="the most tokens a sentence keeps (longer ones are cut and counted)")
+    add("--min-words", type=int, help="shortest sentence kept, in words")
+    add("--max-words", type=int, help="longest sentence kept, in words")
+    add("--vocab-size", type=int, help="largest vocabulary, reserved tokens included")
+    add("--min-count", type=int, help="fewest occurrences for a token to enter the vocabulary")
+    add("--synthetic-size", type=int, help="sentences drawn from the built-in grammar")
+    add("--batch-size", type=int, help="sentences per batch")
+    add("--learning-rate", type=float, help="Adam learning rate")
+    add("--clipnorm", type=float, help="gradient norm clipping")
+    add("--patience", type=int, help="early stopping patience in epochs")
+    add("--seed", type=int, help="random seed")
+    add("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+        help="mixed_float16 for the encoder and GRUs (the ODE stays float32); for GPUs")
+    add("--distribute", choices=["none", "mirrored"], help="tf.distribute strategy")
+    add("--logical-cpus", type=int, help="split the CPU into N logical devices (to try 'mirrored')")
+    add("--overwrite", action="store_true", help="start again in a finished run directory")
+    add("--quiet", action="store_true", help="no progress bar: one line per epoch")
+    return parser
+
+
+CONFIG_FLAGS = set(presets.DEFAULTS)
+
+
+def resolve_config(args) -> dict:
+    overrides = {key: value for key, value in vars(args).items() if key in CONFIG_FLAGS}
+    config = presets.resolve(args.preset, overrides)
+    config["preset"] = args.preset
+    if config["epochs"] < 1:
+        raise ValueError("--epochs must be at least 1.")
+    if config["time_budget"] is not None and config["time_budget"] <= 0:
+        raise ValueError("--time-budget must be positive.")
+    if not 1 <= config["min_words"] <= config["max_words"]:
+        raise ValueError("Need 1 <= --min-words <= --max-words.")
+    return config
+
+
+def prepare_run_dir(run_dir: str, config: dict, overwrite: bool) -> None:
+    """Refuses a directory that holds another run or a finished one (unless `overwrite`)."""
+    if os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
+        previous = read_config(run_dir)
+        finished = os.path.exists(os.path.join(run_dir, MODEL_FILE))
+        if overwrite:
+            shutil.rmtree(run_dir)
+        elif previous != config:
+            changed = sorted(key for key in config if previous.get(key) != config[key])
+            raise RunError(
+                f"{run_dir} holds a run with another configuration (differs in {changed}); "
+                "choose a new --run-dir or pass --overwrite."
+            )
+        elif finished:
+            raise RunError(f"{run_dir} holds a finished run; choose a new --run-dir or pass --overwrite.")
+    os.makedirs(run_dir, exist_ok=True)
+    write_json_atomically(os.path.join(run_dir, CONFIG_FILE), config)
+
+
+def configure_devices(config: dict):
+    import tensorflow as tf
+
+    if config["logical_cpus"]:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * config["logical_cpus"]
+        )
+    if config["mixed_precision"]:
+        import keras
+
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    if config["distribute"] == "mirrored":
+        devices = [device.name for device in tf.config.list_logical_devices("GPU")] or [
+            device.name for device in tf.config.list_logical_devices("CPU")
+        ]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
+
+
+def train(config: dict, run_dir: str, verbose: int = 1) -> dict:
+    """Runs the whole job; returns a summary dict. Assumes `prepare_run_dir` was called."""
+    strategy = configure_devices(config)
+    import keras
+
+    import tfode
+    from training import callbacks, data, pipeline
+    from training.rundir import save_model_atomically
+
+    keras.utils.set_random_seed(config["seed"])
+    loaded = data.load_sentences(config["data"], config["synthetic_size"], config["seed"])
+    splits = pipeline.prepare(loaded.sentences, config["min_words"], config["max_words"])
+    if not splits.train or not splits.validation:
+        raise DataError(
+            f"{loaded.source}: after filtering to {config['min_words']}–{config['max_words']} words "
+            f"and splitting, {len(splits.train)} training and {len(splits.validation)} validation "
+            "sentences remain; need at least one of each."
+        )
+    if os.path.exists(os.path.join(run_dir, "vocab.txt")):
+        text = tfode.TextProcessor.load(run_dir)
+    else:
+        text = tfode.TextProcessor.from_sentences(
+            splits.train, run_dir, config["max_length"], config["vocab_size"], config["min_count"]
+        )
+    train_ids = pipeline.encode_corpus(text, splits.train)
+    validation_ids = pipeline.encode_corpus(text, splits.validation)
+    print(
+        f"data: {loaded.source}: {len(loaded.sentences)} sentences ({loaded.skipped} lines skipped); "
+        f"split {len(splits.train)}/{len(splits.validation)}/{len(splits.test)} "
+        f"train/validation/test; vocabulary {text.vocabulary_size}; "
+        f"{train_ids.truncated + validation_ids.truncated} sentences cut to {config['max_length']} tokens",
+        flush=True,
+    )
+    batch = config["batch_size"]
+    train_data = pipeline.make_dataset(
+        train_ids.ids, batch, shuffle=True, seed=config["seed"], max_length=config["max_length"]
+    )
+    validation_data = pipeline.make_dataset(validation_ids.ids, batch, max_length=config["max_length"])
+
+    with strategy.scope():
+        model = tfode.Seq2SeqODE(**presets.model_settings(config, text.vocabulary_size))
+        model.build((None, None))
+        model.compile(
+            keras.optimizers.Adam(config["learning_rate"], clipnorm=config["clipnorm"]),
+        )
+    budget = callbacks.TimeBudget(config["time_budget"]) if config["time_budget"] else None
+    divergence = callbacks.StopOnDivergence(max_nfe=2000)
+    steps_per_epoch = max(1, len(splits.train) // batch)
+    callback_list = [
+        keras.callbacks.BackupAndRestore(
+            os.path.join(run_dir, "backup"), save_freq=max(1, steps_per_epoch // 4), double_checkpoint=True
+        ),
+        callbacks.AtomicCheckpoint(os.path.join(run_dir, "checkpoints")),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
+        keras.callbacks.EarlyStopping(patience=config["patience"], restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-5),
+        keras.callbacks.TerminateOnNaN(),
+        divergence,
+    ]
+    if config["variational"] and config["kl_weight"] > 0:
+        callback_list.append(callbacks.KLAnnealing(config["kl_weight"], steps_per_epoch))
+    if budget:
+        callback_list.append(budget)
+    started = time.monotonic()
+    history = model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=config["epochs"],
+        callbacks=callback_list,
+        shuffle=False,  # the dataset shuffles itself
+        verbose=verbose,
+    )
+    seconds = time.monotonic() - started
+    if divergence.reason:
+        raise RunError(
+            f"Training stopped: {divergence.reason}. The last good checkpoint is in "
+            f"{os.path.join(run_dir, 'checkpoints')}."
+        )
+    save_model_atomically(model, os.path.join(run_dir, MODEL_FILE))
+    epochs_done = len(history.history.get("loss", []))
+    summary = {
+        "epochs": epochs_done,
+        "seconds": round(seconds, 1),
+        "time_budget_exhausted": bool(budget and budget.exhausted),
+        "final": {key: float(values[-1]) for key, values in history.history.items() if values},
+    }
+    write_json_atomically(os.path.join(run_dir, "train_summary.json"), summary)
+    samples = splits.validation[:3]
+    decoded = model.reconstruct(text.encode(samples).ids)
+    for sentence, output in zip(samples, text.decode(decoded.ids).numpy()):
+        print(f"  {sentence!r} → {output.decode('utf-8')!r}")
+    return summary
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = resolve_config(args)
+        prepare_run_dir(args.run_dir, config, args.overwrite)
+        summary = train(config, args.run_dir, verbose=2 if args.quiet or not sys.stdout.isatty() else 1)
+    except (ValueError, OSError) as error:  # DataError and RunError are ValueErrors
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"trained {summary['epochs']} epochs in {summary['seconds']} s → {args.run_dir}/{MODEL_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
