@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from tfode import search
 from tfode.solvers import RK4, Euler
-from tfode.layers import ODESolve, VectorField
+from tfode.layers import GatedVectorField, ODESolve, VectorField
 
 
 FIXED_GRID = (RK4, Euler)
@@ -90,7 +90,12 @@ class ODEDecoderMixin:
         if isinstance(vector_field, dict) and "class_name" in vector_field:
             vector_field = keras.saving.deserialize_keras_object(vector_field)
         elif isinstance(vector_field, dict) or vector_field is None:
-            vector_field = VectorField(**(vector_field or {}), name="vector_field")
+            settings = dict(vector_field or {})
+            field_class = GatedVectorField if settings.pop("type", "mlp") == "gated" else VectorField
+            if field_class is GatedVectorField:
+                for ignored in ("depth", "activation", "layer_norm"):
+                    settings.pop(ignored, None)
+            vector_field = field_class(**settings, name="vector_field")
         return ODESolve(vector_field, solver, name="ode")
 
 
