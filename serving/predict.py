@@ -7,6 +7,7 @@ signature's names, dtypes and shapes.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -84,6 +85,8 @@ def check_inputs(signature, signature_name: str, inputs: dict[str, np.ndarray], 
         info = signature.inputs[key]
         dtype = tf.dtypes.as_dtype(info.dtype)
         value = np.asarray(value)
+        if value.size == 0:  # an empty JSON list has no type of its own
+            value = value.astype(object if dtype == tf.string else dtype.as_numpy_dtype)
         if dtype == tf.string:
             if value.dtype.kind not in "OSU" or (
                 value.dtype.kind == "O" and not all(isinstance(v, (bytes, str)) for v in value.flat)
@@ -137,9 +140,12 @@ def predict(manager: ModelManager, limits: Limits, model_name: str, version: int
 
 
 def _assertion_message(error: tf.errors.InvalidArgumentError) -> str:
-    """The first line of a graph assertion that says what was wrong."""
-    lines = [line.strip() for line in error.message.splitlines() if line.strip()]
-    for line in lines:
-        if "assertion failed" in line.lower() or "must" in line or "is empty" in line or "at most" in line:
-            return line[:500]
+    """What a failed graph assertion says was wrong ("num_steps must be at most 64")."""
+    found = re.search(r"assertion failed: \[(.*?)\]", error.message)
+    if found:
+        return found.group(1).replace("\\'", "'").strip().rstrip(".")
+    lines = [
+        line.strip() for line in error.message.splitlines()
+        if line.strip() and not line.strip().startswith(("Graph execution error", "Detected at node", "[[", "Stack trace"))
+    ]
     return (lines[0] if lines else "invalid argument")[:500]

@@ -290,6 +290,9 @@ def make_rest_handler(manager: ModelManager, limits: Limits):
                     raise ServingError("INVALID_ARGUMENT", "The request has no body")
                 if length > limits.max_request_bytes:
                     self.close_connection = True
+                    remaining = length if length <= 16 * limits.max_request_bytes else 0
+                    while remaining > 0:  # read it away, so that the client sees the answer
+                        remaining -= len(self.rfile.read(min(1 << 16, remaining))) or remaining
                     self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                                {"error": f"The request is over {limits.max_request_bytes} bytes"})
                     return
@@ -341,7 +344,7 @@ class Server:
         if not self.grpc_port:
             raise OSError(f"Cannot listen for gRPC on {args.host}:{args.port}")
         self.http_server = None
-        if args.rest_api_port:
+        if args.rest_api_port >= 0:
             self.http_server = ThreadingHTTPServer((args.host, args.rest_api_port),
                                                    make_rest_handler(self.manager, self.limits))
             self.http_server.daemon_threads = True
@@ -353,8 +356,9 @@ class Server:
             threading.Thread(target=self.http_server.serve_forever, daemon=True).start()
         log.info("serving %s from %s: gRPC %s:%d, REST %s", self.args.model_name, self.args.model_base_path,
                  self.args.host, self.grpc_port,
-                 f"{self.args.host}:{self.args.rest_api_port}" if self.http_server else "off")
-        print(f"ready grpc={self.grpc_port} rest={self.args.rest_api_port or 0}", flush=True)
+                 f"{self.args.host}:{self.http_server.server_address[1]}" if self.http_server else "off")
+        rest_port = self.http_server.server_address[1] if self.http_server else 0
+        print(f"ready grpc={self.grpc_port} rest={rest_port}", flush=True)
 
     def stop(self):
         log.info("stopping: draining requests in flight")
@@ -375,7 +379,7 @@ def build_parser():
     add("--model_name", required=True, help="the name clients put in model_spec")
     add("--model_base_path", required=True, help="folder of integer version folders")
     add("--port", type=int, default=8500, help="gRPC port (0: any free port)")
-    add("--rest_api_port", type=int, default=8501, help="REST port (0: no REST)")
+    add("--rest_api_port", type=int, default=8501, help="REST port (0: any free port, -1: no REST)")
     add("--host", default="127.0.0.1",
         help="address to listen on; loopback by default, pass 0.0.0.0 deliberately to listen elsewhere")
     add("--file_system_poll_wait_seconds", type=float, default=1.0, help="how often to look for versions")

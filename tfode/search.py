@@ -63,7 +63,7 @@ def beam_search(
     that has emitted `<eos>` keeps its score and emits padding. Returns the best beam per row.
     """
     batch = tf.shape(initial_state)[0]
-    units = tf.shape(initial_state)[1]
+    units = initial_state.shape[-1] or tf.shape(initial_state)[1]
     max_steps = tf.convert_to_tensor(max_steps, tf.int32)
     flat = batch * beam_width
 
