@@ -207,8 +207,12 @@ def train(config: dict, run_dir: str, verbose: int = 1) -> dict:
         )
     save_model_atomically(model, os.path.join(run_dir, MODEL_FILE))
     epochs_done = len(history.history.get("loss", []))
+    steps = int(model.optimizer.iterations.numpy())
     summary = {
         "epochs": epochs_done,
+        "steps": steps,
+        "step_ms": round(1000 * seconds / max(steps, 1), 1),
+        "parameters": int(model.count_params()),
         "seconds": round(seconds, 1),
         "time_budget_exhausted": bool(budget and budget.exhausted),
         "final": {key: float(values[-1]) for key, values in history.history.items() if values},
