@@ -15,6 +15,7 @@ status code (gRPC name) and the server's message.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import sys
 import urllib.error
@@ -131,7 +132,7 @@ class TFServingClient:
             raise ServingClientError(HTTP_CODES.get(error.code, f"HTTP_{error.code}"), message) from None
 
     def _rest_predict(self, signature, inputs):
-        payload = {key: np.asarray(value).tolist() for key, value in inputs.items()}
+        payload = {key: _to_json(np.asarray(value).tolist()) for key, value in inputs.items()}
         answer = self._http(self._url(":predict"), {"signature_name": signature, "inputs": payload})
         return {key: _from_json(value) for key, value in answer["outputs"].items()}
 
@@ -191,6 +192,18 @@ class TFServingClient:
             "sentences": np.array(sentences, dtype=object),
             "times": np.asarray(times, dtype=np.float32),
         })
+
+
+def _to_json(value):
+    """Bytes become text, or {"b64": ...} when they are not UTF-8 (TF Serving's REST form)."""
+    if isinstance(value, list):
+        return [_to_json(item) for item in value]
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"b64": base64.b64encode(value).decode("ascii")}
+    return value
 
 
 def _from_json(value):

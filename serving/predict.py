@@ -109,7 +109,9 @@ def check_inputs(signature, signature_name: str, inputs: dict[str, np.ndarray], 
                     f"Input {key!r} must have shape {['?' if d == -1 else d for d in dims]}, "
                     f"got {list(value.shape)}",
                 )
-            if dims and dims[0] == -1 and value.shape[0] > limits.max_batch_size:
+            # The batch is the rows of the text inputs; other vectors (e.g. times) are bounded by
+            # the request size and the model's own checks.
+            if dims and dims[0] == -1 and dtype == tf.string and value.shape[0] > limits.max_batch_size:
                 raise ServingError(
                     "INVALID_ARGUMENT",
                     f"Input {key!r} has {value.shape[0]} rows; the largest batch is {limits.max_batch_size}",

@@ -30,29 +30,31 @@ VectorFieldFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
 
 @dataclasses.dataclass(frozen=True)
-class Dopri5:
-    """Adaptive Dormand–Prince 5(4) (TFP), trainable through the adjoint method."""
+class AdaptiveSolver:
+    """Settings shared by TFP's adaptive solvers: error tolerances and step limits."""
 
     rtol: float = 1e-3
     atol: float = 1e-4
     first_step_size: float = 0.1
     max_num_steps: int = 1000
-
-    name = "dopri5"
-    trainable = True
 
 
 @dataclasses.dataclass(frozen=True)
-class BDF:
-    """Adaptive backward differentiation formula (TFP) for stiff dynamics; inference only."""
+class Dopri5(AdaptiveSolver):
+    """Adaptive Dormand–Prince 5(4) (TFP), trainable through the adjoint method."""
 
-    rtol: float = 1e-3
-    atol: float = 1e-4
-    first_step_size: float = 0.1
-    max_num_steps: int = 1000
+    name = "dopri5"
+    trainable = True
+    tfp_class = tfp.math.ode.DormandPrince
+
+
+@dataclasses.dataclass(frozen=True)
+class BDF(AdaptiveSolver):
+    """Adaptive backward differentiation formula (TFP) for stiff dynamics; inference only."""
 
     name = "bdf"
     trainable = False
+    tfp_class = tfp.math.ode.BDF
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +139,7 @@ def odeint(
     dtype = initial_state.dtype
     solution_times = tf.cast(solution_times, dtype)
     initial_time = tf.cast(initial_time, dtype)
-    if isinstance(solver, (Dopri5, BDF)):
+    if isinstance(solver, AdaptiveSolver):
         return _tfp_solve(vector_field, initial_state, solution_times, solver, initial_time)
     if isinstance(solver, (RK4, Euler)):
         return _fixed_grid_solve(vector_field, initial_state, solution_times, solver, initial_time)
@@ -145,20 +147,12 @@ def odeint(
 
 
 def _tfp_solve(vector_field, initial_state, solution_times, solver, initial_time):
-    if isinstance(solver, Dopri5):
-        tfp_solver = tfp.math.ode.DormandPrince(
-            rtol=solver.rtol,
-            atol=solver.atol,
-            first_step_size=solver.first_step_size,
-            max_num_steps=solver.max_num_steps,
-        )
-    else:
-        tfp_solver = tfp.math.ode.BDF(
-            rtol=solver.rtol,
-            atol=solver.atol,
-            first_step_size=solver.first_step_size,
-            max_num_steps=solver.max_num_steps,
-        )
+    tfp_solver = solver.tfp_class(
+        rtol=solver.rtol,
+        atol=solver.atol,
+        first_step_size=solver.first_step_size,
+        max_num_steps=solver.max_num_steps,
+    )
     results = tfp_solver.solve(
         vector_field,
         initial_time,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shutil
@@ -37,10 +38,15 @@ def run_one(decoder, args):
         **SOLVER_OVERRIDES.get(decoder, {}),
     })
     config["preset"] = "tatoeba-cpu"
-    if os.path.exists(run_dir):
-        shutil.rmtree(run_dir)
-    train.prepare_run_dir(run_dir, config, overwrite=False)
-    summary = train.train(config, run_dir, verbose=2)
+    summary_path = os.path.join(run_dir, "train_summary.json")
+    if args.reuse and os.path.exists(summary_path):
+        with open(summary_path) as handle:
+            summary = json.load(handle)  # trained by an earlier run with the same settings
+    else:
+        if os.path.exists(run_dir):
+            shutil.rmtree(run_dir)
+        train.prepare_run_dir(run_dir, config, overwrite=False)
+        summary = train.train(config, run_dir, verbose=2)
     greedy = evaluate.evaluate(run_dir, split="test", limit=args.limit, beam_width=1)
     beam = None
     if decoder != "trajectory" and args.beam_width > 1:
@@ -102,7 +108,9 @@ def write_results(path, results, command, lines):
         f"{first['config']['learning_rate']}, clipnorm {first['config']['clipnorm']}), one after the "
         "other. Token accuracy, exact match, BLEU and NFE are free-running (no teacher forcing); "
         "perplexity and teacher-forced accuracy are teacher-forced, labelled so. Wall ms per step "
-        "includes validation.",
+        "includes validation."
+        + (" With `--reuse`, runs already trained in the output folder by an earlier invocation "
+           "of the same settings were evaluated, not trained again." if "--reuse" in command else ""),
         "",
         *lines,
         "",
@@ -133,6 +141,8 @@ def main(argv=None) -> int:
     parser.add_argument("--beam-width", type=int, default=4)
     parser.add_argument("--limit", type=int, help="evaluate on at most this many test sentences")
     parser.add_argument("--out-dir", default=os.path.join("runs", "quality"))
+    parser.add_argument("--reuse", action="store_true",
+                        help="evaluate runs already trained in --out-dir instead of training them again")
     parser.add_argument("--results", default=os.path.join("docs", "results.md"))
     args = parser.parse_args(argv)
     if not os.path.exists(args.data) and args.data not in ("tatoeba", "synthetic"):

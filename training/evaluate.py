@@ -70,6 +70,17 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
     from tfode.text import append_eos
 
     config, text, model = load_run(run_dir)
+    # Compiled once per shape family: eager while-loops (beam search, ODE-RNN) are very slow.
+    tokens_spec = tf.TensorSpec([None, None], tf.int32)
+    teacher_forced = tf.function(lambda tokens: model(tokens), input_signature=[tokens_spec])
+    reconstruct = tf.function(lambda tokens: model.reconstruct(tokens, beam_width=beam_width),
+                              input_signature=[tokens_spec])
+    trajectory = tf.function(lambda tokens, times: model.trajectory(tokens, times),
+                             input_signature=[tokens_spec, tf.TensorSpec([None], tf.float32)])
+    interpolate = tf.function(
+        lambda start, end, alphas, mode: model.interpolate(start, end, alphas, mode=mode),
+        input_signature=[tokens_spec, tokens_spec, tf.TensorSpec([None], tf.float32),
+                         tf.TensorSpec([], tf.string)])
     sentences, source = evaluation_sentences(config, data, split)
     sentences = sentences[:limit] if limit else sentences
     if not sentences:
@@ -83,13 +94,13 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
     hypotheses, references = [], []
     for tokens in batches(ids, lengths, batch_size):
         targets = append_eos(tokens).numpy()
-        logits = model(tokens)
+        logits = teacher_forced(tokens)
         mask = targets != 0
         log_probs = tf.nn.log_softmax(logits).numpy()
         picked = np.take_along_axis(log_probs, targets[..., None], -1)[..., 0]
         cross_entropy -= float(picked[mask].sum())
         tf_correct += int(((log_probs.argmax(-1) == targets) & mask).sum())
-        decoded = model.reconstruct(tokens, beam_width=beam_width)
+        decoded = reconstruct(tokens)
         hits, count, matches = scores.token_matches(decoded.ids.numpy(), targets)
         correct, total, exact = correct + hits, total + count, exact + matches
         nfe_sum, nfe_batches = nfe_sum + int(decoded.nfe), nfe_batches + 1
@@ -119,18 +130,18 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
     steps = sample_targets.shape[1]
     if model.is_ode:
         midpoint_times = (np.arange(1, steps, dtype="float32") + 0.5) * span
-        _, midpoint_probabilities = model.trajectory(sample, midpoint_times)
+        _, midpoint_probabilities = trajectory(sample, midpoint_times)
         hits, count = scores.midpoint_hits(midpoint_probabilities.numpy(), sample_targets)
         metrics["midpoint_consistency"] = hits / max(count, 1)
         grid = (np.arange(1, steps, dtype="float32")[:, None] + np.array(FRACTIONS, "float32")) * span
-        _, grid_probabilities = model.trajectory(sample, grid.reshape(-1))
+        _, grid_probabilities = trajectory(sample, grid.reshape(-1))
         grid_probabilities = grid_probabilities.numpy().reshape(len(sample), steps - 1, len(FRACTIONS), -1)
         metrics["mass_transfer"] = scores.mass_transfer(grid_probabilities, sample_targets, FRACTIONS)
 
     # Pictures of the hidden dynamics (every decoder; the GRU's is a step function).
     fine_times = np.linspace(0.0, steps * span, 20 * steps + 1, dtype="float32")
     shown = sample[:4]
-    states, probabilities = model.trajectory(shown, fine_times)
+    states, probabilities = trajectory(shown, fine_times)
     token_times = np.arange(1, steps + 1) * span
     words = [[w.decode() for w in row] for row in text.tokens(append_eos(shown)).numpy()]
     labels = [[w for w in row if w != "<pad>"] for row in words]
@@ -152,7 +163,7 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
         starts, ends = ids[:pairs], ids[pairs : 2 * pairs]
         width = max(1, int(max(lengths[: 2 * pairs].max(), 1)))
         for mode in ("linear", "slerp"):
-            path = model.interpolate(starts[:, :width], ends[:, :width], alphas, mode=mode)
+            path = interpolate(starts[:, :width], ends[:, :width], alphas, tf.constant(mode))
             flat = path.ids.numpy().reshape(pairs * len(alphas), -1)
             decoded = np.array([s.decode() for s in text.decode(flat).numpy()]).reshape(pairs, len(alphas))
             start_text = [s.decode() for s in text.decode(starts).numpy()]

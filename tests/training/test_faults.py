@@ -1,0 +1,109 @@
+"""Faults and bad input around training and export: clear errors, nothing half-written."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from training import callbacks
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+class FakeModel:
+    stop_training = False
+
+
+@pytest.mark.parametrize("logs, cause", [
+    ({"loss": float("nan")}, "loss became nan"),
+    ({"loss": float("inf")}, "loss became inf"),
+    ({"loss": 1.0, "nfe": 5000.0}, "step size collapsed"),
+])
+def test_divergence_stop_names_its_cause(logs, cause):
+    callback = callbacks.StopOnDivergence(max_nfe=2000)
+    callback.set_model(FakeModel())
+    callback.on_train_batch_end(3, {"loss": 1.0, "nfe": 100.0})
+    assert callback.reason is None and not callback.model.stop_training
+    callback.on_train_batch_end(4, logs)
+    assert cause in callback.reason and callback.model.stop_training
+
+
+def test_atomic_checkpoint_skips_diverged_epochs(tmp_path, tiny_text):
+    import tfode
+
+    model = tfode.Seq2SeqODE(tiny_text.vocabulary_size, decoder="gru", units=8, embedding_dim=4)
+    model.build((None, None))
+    checkpoint = callbacks.AtomicCheckpoint(str(tmp_path))
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_end(0, {"loss": 2.0, "val_loss": 2.5})
+    saved = os.path.getmtime(tmp_path / "last.keras")
+    checkpoint.on_epoch_end(1, {"loss": float("nan"), "val_loss": float("nan")})
+    assert os.path.getmtime(tmp_path / "last.keras") == saved
+    assert sorted(os.listdir(tmp_path)) == ["best.keras", "last.keras"]
+    keras.models.load_model(str(tmp_path / "last.keras"))  # loadable, not truncated
+
+
+def test_interrupted_export_leaves_no_version_folder(tmp_path, tiny_text, monkeypatch):
+    import tensorflow as tf
+
+    import tfode
+    from tfode import export
+
+    model = tfode.Seq2SeqODE(tiny_text.vocabulary_size, decoder="gru", units=8, embedding_dim=4)
+    model.build((None, None))
+
+    def crash(module, path, signatures=None):
+        os.makedirs(os.path.join(path, "variables"))
+        open(os.path.join(path, "saved_model.pb"), "wb").write(b"half")
+        raise KeyboardInterrupt("killed half-way")
+
+    monkeypatch.setattr(tf.saved_model, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        export.export_saved_model(model, tiny_text, str(tmp_path), "m", version=1)
+    assert os.listdir(tmp_path / "m") == []
+
+
+def test_cli_refuses_existing_export_version_and_bad_run_dir(tmp_path, tiny_text):
+    import json
+
+    import tfode
+
+    run_dir = tmp_path / "run"
+    tiny_text.save(str(run_dir))
+    (run_dir / "config.json").write_text(json.dumps({"decoder": "gru"}))
+    model = tfode.Seq2SeqODE(tiny_text.vocabulary_size, decoder="gru", units=8, embedding_dim=4,
+                             max_length=tiny_text.max_length)
+    model.build((None, None))
+    model.save(str(run_dir / "model.keras"))
+    base = tmp_path / "exports"
+    (base / "m" / "1").mkdir(parents=True)
+    (base / "m" / "1" / "keep.txt").write_text("untouched")
+    common = ["--export-base", str(base), "--model-name", "m", "--version", "1"]
+
+    result = run_cli("training.export", "--run-dir", str(tmp_path / "no-run"), *common)
+    assert result.returncode == 2 and "not a training run" in result.stderr
+    result = run_cli("training.export", "--run-dir", str(run_dir), *common, "--no-such-flag")
+    assert result.returncode == 2 and "unrecognized arguments" in result.stderr
+    result = run_cli("training.export", "--run-dir", str(run_dir), *common)
+    assert result.returncode == 2 and "exists" in result.stderr
+    assert (base / "m" / "1" / "keep.txt").read_text() == "untouched"
+    result = run_cli("training.export", "--run-dir", str(run_dir), *common, "--overwrite")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(os.listdir(base / "m" / "1")) == ["assets", "assets.extra", "fingerprint.pb",
+                                                     "saved_model.pb", "variables"]
+
+
+def test_train_cli_rejects_malformed_data_and_leaves_the_run_alone(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xfe\x00\t\x00\n" * 3)
+    result = run_cli("training.train", "--data", str(bad), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2 and "no sentences" in result.stderr
+    assert not (tmp_path / "run" / "model.keras").exists()
