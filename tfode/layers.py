@@ -10,6 +10,11 @@ import tensorflow as tf
 from tfode import solvers
 
 
+def sinusoid_frequencies(count: int) -> list[float]:
+    """Angular frequencies of φ(t)'s sinusoids: periods of 2, 4, 8, … time units."""
+    return [2 * math.pi / 2.0 ** (1 + index) for index in range(count)]
+
+
 @keras.saving.register_keras_serializable(package="tfode")
 class VectorField(keras.layers.Layer):
     """A time-conditioned MLP, `f(h, t; θ)`, the right-hand side of dh/dt = f(h, t).
@@ -51,9 +56,7 @@ class VectorField(keras.layers.Layer):
         self.activation = keras.activations.get(activation)
         self.num_time_frequencies = num_time_frequencies
         self.layer_norm = layer_norm
-        self.time_frequencies = [
-            2 * math.pi / 2.0 ** (1 + index) for index in range(num_time_frequencies)
-        ]
+        self.time_frequencies = sinusoid_frequencies(num_time_frequencies)
 
     def build(self, state_shape):
         units = state_shape[-1]
@@ -140,9 +143,7 @@ class GatedVectorField(keras.layers.Layer):
         kwargs.pop("hidden_units", None)  # the width is the state's
         super().__init__(**kwargs)
         self.num_time_frequencies = num_time_frequencies
-        self.time_frequencies = [
-            2 * math.pi / 2.0 ** (1 + index) for index in range(num_time_frequencies)
-        ]
+        self.time_frequencies = sinusoid_frequencies(num_time_frequencies)
 
     def build(self, state_shape):
         units = state_shape[-1]
