@@ -58,7 +58,7 @@ class VectorField(keras.layers.Layer):
         self.layer_norm = layer_norm
         self.time_frequencies = sinusoid_frequencies(num_time_frequencies)
 
-    def build(self, state_shape):
+    def build(self, time_shape, state_shape):
         units = state_shape[-1]
         self.state_kernel = self.add_weight(
             name="state_kernel", shape=(units, self.hidden_units), initializer="glorot_uniform"
@@ -145,7 +145,7 @@ class GatedVectorField(keras.layers.Layer):
         self.num_time_frequencies = num_time_frequencies
         self.time_frequencies = sinusoid_frequencies(num_time_frequencies)
 
-    def build(self, state_shape):
+    def build(self, time_shape, state_shape):
         units = state_shape[-1]
         features = 1 + 2 * self.num_time_frequencies
         self.gate_kernel = self.add_weight(
@@ -206,7 +206,7 @@ class ODESolve(keras.layers.Layer):
         )
 
     def build(self, initial_state_shape, solution_times_shape=None):
-        self.vector_field.build(initial_state_shape)
+        self.vector_field.build(time_shape=(), state_shape=initial_state_shape)
 
     def check_trainable(self, training):
         if training and not self.solver.trainable:

@@ -152,3 +152,13 @@ def test_nfe_is_reported_as_a_fit_metric(tiny_text, tiny_tokens):
     history = model.fit(tiny_tokens, append_eos(tiny_tokens), epochs=1, verbose=0)
     nfe = history.history["nfe"][0]
     assert nfe > 0 and nfe == float(model.decoder.last_nfe.numpy())
+
+
+def test_vector_fields_can_be_called_on_their_own():
+    from tfode.layers import GatedVectorField, VectorField
+
+    state = tf.random.normal([3, 8])
+    for field in (VectorField(16, depth=2), GatedVectorField()):
+        derivative = field(tf.constant(0.5), state)
+        assert derivative.shape == (3, 8)
+        assert not np.allclose(field(tf.constant(3.0), state).numpy(), derivative.numpy())  # time-conditioned
