@@ -86,7 +86,7 @@ class Decoder(keras.layers.Layer):
 class ODEDecoderMixin:
     """Builds the vector field and solve layer from their configs (or layers)."""
 
-    def make_ode(self, vector_field, solver):
+    def make_ode(self, vector_field, solver, **regularization):
         if isinstance(vector_field, dict) and "class_name" in vector_field:
             vector_field = keras.saving.deserialize_keras_object(vector_field)
         elif isinstance(vector_field, dict) or vector_field is None:
@@ -96,7 +96,7 @@ class ODEDecoderMixin:
                 for ignored in ("depth", "activation", "layer_norm"):
                     settings.pop(ignored, None)
             vector_field = field_class(**settings, name="vector_field")
-        return ODESolve(vector_field, solver, name="ode")
+        return ODESolve(vector_field, solver, **regularization, name="ode")
 
 
 @keras.saving.register_keras_serializable(package="tfode")
@@ -105,14 +105,21 @@ class TrajectoryDecoder(ODEDecoderMixin, Decoder):
 
     With `augment_dim > 0` the state is h(0) padded with that many zeros (augmented neural ODE),
     giving the flow room beyond the encoder's width; `states_at` returns the full state.
+    `kinetic_energy` and `jacobian_norm` weight Finlay et al.'s regularisers in training
+    (see `ODESolve`).
     """
 
     kind = "trajectory"
 
-    def __init__(self, vocab_size, units, vector_field=None, solver="rk4", augment_dim=0, **kwargs):
+    def __init__(
+        self, vocab_size, units, vector_field=None, solver="rk4", augment_dim=0,
+        kinetic_energy=0.0, jacobian_norm=0.0, **kwargs,
+    ):
         super().__init__(vocab_size, units, **kwargs)
         self.augment_dim = augment_dim
-        self.ode = self.make_ode(vector_field, solver)
+        self.ode = self.make_ode(
+            vector_field, solver, kinetic_energy=kinetic_energy, jacobian_norm=jacobian_norm
+        )
 
     def build(self, initial_state_shape, target_inputs_shape=None):
         state_shape = (initial_state_shape[0], self.units + self.augment_dim)
@@ -160,6 +167,8 @@ class TrajectoryDecoder(ODEDecoderMixin, Decoder):
             "vector_field": keras.saving.serialize_keras_object(self.ode.vector_field),
             "solver": self.ode.get_config()["solver"],
             "augment_dim": self.augment_dim,
+            "kinetic_energy": self.ode.kinetic_energy,
+            "jacobian_norm": self.ode.jacobian_norm,
         }
 
 

@@ -7,7 +7,7 @@ import math
 import keras
 import tensorflow as tf
 
-from tfode import solvers
+from tfode import regularization, solvers
 
 
 def sinusoid_frequencies(count: int) -> list[float]:
@@ -182,6 +182,11 @@ class ODESolve(keras.layers.Layer):
     Args:
       vector_field: a `VectorField` layer (or its config dict when deserialising).
       solver: a solver object, its name ("dopri5", "bdf", "rk4", "euler") or its config dict.
+      kinetic_energy: weight of Finlay et al.'s kinetic-energy integral ∫||f||²/units dt, added
+        to the model's losses in training (`tfode.regularization`). 0 turns it off.
+      jacobian_norm: weight of the Jacobian Frobenius-norm integral (Hutchinson estimate with
+        one Gaussian probe per solve), added likewise. 0 turns it off.
+      seed: seed of the Jacobian probe.
 
     Call arguments:
       initial_state: `[batch, units]`, h(initial_time).
@@ -192,21 +197,44 @@ class ODESolve(keras.layers.Layer):
 
     Returns:
       `[batch, T, units]`, h at each solution time. The number of function evaluations of the
-      last call is kept in the non-trainable variable `last_nfe`.
+      last call is kept in the non-trainable variable `last_nfe`; with regularisation, the
+      batch means of the two integrals of the last training call in `last_kinetic_energy` and
+      `last_jacobian_norm`.
     """
 
-    def __init__(self, vector_field, solver="dopri5", **kwargs):
+    def __init__(
+        self, vector_field, solver="dopri5", kinetic_energy=0.0, jacobian_norm=0.0, seed=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if isinstance(vector_field, dict):
             vector_field = keras.saving.deserialize_keras_object(vector_field)
+        if kinetic_energy < 0 or jacobian_norm < 0:
+            raise ValueError("Regularisation weights must be >= 0.")
         self.vector_field = vector_field
         self.solver = solvers.solver_from_config(solver)
+        self.kinetic_energy = float(kinetic_energy)
+        self.jacobian_norm = float(jacobian_norm)
+        self.seed = seed
         self.last_nfe = self.add_weight(
             name="last_nfe", shape=(), dtype="int32", initializer="zeros", trainable=False
         )
+        if self.regularized:
+            self.seed_generator = keras.random.SeedGenerator(seed, name="probe_seed")
+            self.last_kinetic_energy = self.add_weight(
+                name="last_kinetic_energy", shape=(), initializer="zeros", trainable=False
+            )
+            self.last_jacobian_norm = self.add_weight(
+                name="last_jacobian_norm", shape=(), initializer="zeros", trainable=False
+            )
+
+    @property
+    def regularized(self) -> bool:
+        return self.kinetic_energy > 0 or self.jacobian_norm > 0
 
     def build(self, initial_state_shape, solution_times_shape=None):
-        self.vector_field.build(time_shape=(), state_shape=initial_state_shape)
+        if not self.vector_field.built:  # a field may be shared by several solves
+            self.vector_field.build(time_shape=(), state_shape=initial_state_shape)
 
     def check_trainable(self, training):
         if training and not self.solver.trainable:
@@ -224,9 +252,35 @@ class ODESolve(keras.layers.Layer):
         )
         return tf.transpose(states, [1, 0, 2]), stats.num_function_evaluations
 
+    def solve_regularized(self, initial_state, solution_times, initial_time=0.0):
+        """Like `solve`, integrating the kinetic energy and Jacobian norm alongside; adds
+        their weighted batch means to the layer's losses."""
+        units = initial_state.shape[-1]
+        probe = None
+        if self.jacobian_norm > 0:
+            probe = keras.random.normal(
+                tf.shape(initial_state), dtype=initial_state.dtype, seed=self.seed_generator
+            )
+        field = regularization.augmented_field(self.vector_field, units, probe)
+        states, stats = solvers.odeint(
+            field, regularization.with_integrals(initial_state), solution_times, self.solver,
+            initial_time,
+        )
+        states, kinetic, jacobian = regularization.split_integrals(
+            tf.transpose(states, [1, 0, 2]), units
+        )
+        kinetic, jacobian = tf.reduce_mean(kinetic), tf.reduce_mean(jacobian)
+        self.add_loss(self.kinetic_energy * kinetic + self.jacobian_norm * jacobian)
+        self.last_kinetic_energy.assign(kinetic)
+        self.last_jacobian_norm.assign(jacobian)
+        return states, stats.num_function_evaluations
+
     def call(self, initial_state, solution_times, initial_time=0.0, training=None):
         self.check_trainable(training)
-        states, nfe = self.solve(initial_state, solution_times, initial_time)
+        if training and self.regularized:
+            states, nfe = self.solve_regularized(initial_state, solution_times, initial_time)
+        else:
+            states, nfe = self.solve(initial_state, solution_times, initial_time)
         self.last_nfe.assign(nfe)
         return states
 
@@ -239,4 +293,7 @@ class ODESolve(keras.layers.Layer):
             **super().get_config(),
             "vector_field": keras.saving.serialize_keras_object(self.vector_field),
             "solver": solvers.solver_to_config(self.solver),
+            "kinetic_energy": self.kinetic_energy,
+            "jacobian_norm": self.jacobian_norm,
+            "seed": self.seed,
         }

@@ -34,6 +34,8 @@ class Seq2SeqODE(keras.Model):
       time_span: Δt, the time between two tokens.
       augment_dim: zeros appended to the state of the trajectory decoder.
       bidirectional, variational, kl_weight: see `GRUEncoder`.
+      kinetic_energy, jacobian_norm: weights of Finlay et al.'s regularisers of the trajectory
+        decoder's flow (`ODESolve`); their integrals are logged as metrics in training.
     """
 
     def __init__(
@@ -50,11 +52,18 @@ class Seq2SeqODE(keras.Model):
         bidirectional: bool = False,
         variational: bool = False,
         kl_weight: float = 1.0,
+        kinetic_energy: float = 0.0,
+        jacobian_norm: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if decoder not in DECODERS:
             raise ValueError(f"Unknown decoder {decoder!r}; expected one of {sorted(DECODERS)}.")
+        if (kinetic_energy or jacobian_norm) and decoder != "trajectory":
+            raise ValueError(
+                "The kinetic-energy and Jacobian-norm regularisers apply to the trajectory "
+                f"decoder's flow; the {decoder!r} decoder has none to regularise."
+            )
         self.settings = dict(
             vocab_size=vocab_size,
             decoder=decoder,
@@ -68,6 +77,8 @@ class Seq2SeqODE(keras.Model):
             bidirectional=bidirectional,
             variational=variational,
             kl_weight=kl_weight,
+            kinetic_energy=kinetic_energy,
+            jacobian_norm=jacobian_norm,
         )
         self.max_length = max_length
         self.encoder = GRUEncoder(
@@ -83,7 +94,8 @@ class Seq2SeqODE(keras.Model):
         if decoder == "trajectory":
             self.decoder = DECODERS[decoder](
                 vocab_size, units, vector_field=vector_field, solver=self.settings["solver"],
-                augment_dim=augment_dim, **common,
+                augment_dim=augment_dim, kinetic_energy=kinetic_energy,
+                jacobian_norm=jacobian_norm, **common,
             )
         elif decoder == "odernn":
             self.decoder = DECODERS[decoder](
@@ -94,6 +106,12 @@ class Seq2SeqODE(keras.Model):
             self.decoder = DECODERS[decoder](vocab_size, units, embedding_dim=embedding_dim, **common)
         if self.is_ode:
             self.nfe_tracker = keras.metrics.Mean(name="nfe")
+        self.integral_trackers = {}
+        if kinetic_energy or jacobian_norm:
+            self.integral_trackers = {
+                "last_kinetic_energy": keras.metrics.Mean(name="kinetic_energy"),
+                "last_jacobian_norm": keras.metrics.Mean(name="jacobian_norm"),
+            }
 
     @property
     def is_ode(self) -> bool:
@@ -125,6 +143,8 @@ class Seq2SeqODE(keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         if self.is_ode:
             self.nfe_tracker.update_state(tf.cast(self.decoder.last_nfe, tf.float32))
+        for name, tracker in self.integral_trackers.items():
+            tracker.update_state(getattr(self.decoder.ode, name))
         return super().compute_metrics(x, y, y_pred, sample_weight)
 
     # -- beyond `call` -------------------------------------------------------------------

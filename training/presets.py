@@ -20,6 +20,8 @@ DEFAULTS = dict(
     bidirectional=False,
     variational=False,
     kl_weight=0.0,
+    kinetic_energy=0.0,
+    jacobian_norm=0.0,
     max_length=20,
     min_words=5,
     max_words=14,
@@ -95,4 +97,6 @@ def model_settings(config: dict, vocab_size: int) -> dict:
         bidirectional=config["bidirectional"],
         variational=config["variational"],
         kl_weight=config["kl_weight"],
+        kinetic_energy=config["kinetic_energy"],
+        jacobian_norm=config["jacobian_norm"],
     )

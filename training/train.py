@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--bidirectional", action=argparse.BooleanOptionalAction, default=None, help="bidirectional encoder")
     add("--variational", action=argparse.BooleanOptionalAction, default=None, help="variational latent")
     add("--kl-weight", type=float, help="final KL weight (annealed linearly over the first epoch)")
+    add("--kinetic-energy", type=float, help="weight of the kinetic-energy regulariser (trajectory)")
+    add("--jacobian-norm", type=float, help="weight of the Jacobian-norm regulariser (trajectory)")
     add("--max-length", type=int, help="the most tokens a sentence keeps (longer ones are cut and counted)")
     add("--min-words", type=int, help="shortest sentence kept, in words")
     add("--max-words", type=int, help="longest sentence kept, in words")
