@@ -15,18 +15,22 @@ from training.rundir import save_model_atomically
 
 class AtomicCheckpoint(keras.callbacks.Callback):
     """Writes `last.keras` after every epoch and `best.keras` when `monitor` improves, each via a
-    temporary file and a rename, so a killed run never leaves a truncated checkpoint."""
+    temporary file and a rename, so a killed run never leaves a truncated checkpoint. Epochs with
+    non-finite logs, or in which `divergence` fired, are not checkpointed."""
 
-    def __init__(self, directory: str, monitor: str = "val_loss"):
+    def __init__(self, directory: str, monitor: str = "val_loss", divergence=None):
         super().__init__()
         self.directory = directory
         self.monitor = monitor
+        self.divergence = divergence  # a StopOnDivergence: no checkpoint once it has fired
         self.best = math.inf
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if not all(np.isfinite(value) for value in logs.values() if isinstance(value, float)):
             return  # never checkpoint a diverged model
+        if self.divergence is not None and self.divergence.reason:
+            return
         save_model_atomically(self.model, os.path.join(self.directory, "last.keras"))
         value = logs.get(self.monitor)
         if value is not None and value < self.best:
@@ -87,3 +91,32 @@ class StopOnDivergence(keras.callbacks.Callback):
             )
         if self.reason:
             self.model.stop_training = True
+
+
+class NFELog(keras.callbacks.Callback):
+    """Appends `step,nfe` to a CSV file every `every` training steps: the ODE solver's function
+    evaluations in that step (not an epoch mean), to watch the adaptive solver's cost grow or
+    stay bounded through training."""
+
+    def __init__(self, path: str, every: int = 25):
+        super().__init__()
+        self.path = path
+        self.every = max(1, every)
+
+    def on_train_begin(self, logs=None):
+        if not os.path.exists(self.path):
+            with open(self.path, "w") as handle:
+                handle.write("step,nfe\n")
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if step % self.every == 0:
+            with open(self.path, "a") as handle:
+                handle.write(f"{step},{int(self.model.decoder.last_nfe.numpy())}\n")
+
+
+def read_nfe_log(path: str) -> list[tuple[int, int]]:
+    """`[(step, nfe), …]` from an `NFELog` file."""
+    with open(path) as handle:
+        rows = [line.strip().split(",") for line in handle.readlines()[1:] if line.strip()]
+    return [(int(step), int(nfe)) for step, nfe in rows]

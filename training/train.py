@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--atol", type=float, help="dopri5 absolute tolerance")
     add("--units", type=int, help="hidden width (encoder, ODE state, decoder GRUs)")
     add("--embedding-dim", type=int, help="token embedding size")
+    add("--field-type", choices=["mlp", "gated"], help="vector field: time-conditioned MLP or GRU-ODE")
     add("--field-units", type=int, help="vector field hidden width")
     add("--field-depth", type=int, help="vector field hidden layers")
     add("--layer-norm", action=argparse.BooleanOptionalAction, default=None,
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--batch-size", type=int, help="sentences per batch")
     add("--learning-rate", type=float, help="Adam learning rate")
     add("--clipnorm", type=float, help="gradient norm clipping")
+    add("--max-nfe", type=float, help="stop when the ODE solver needs more evaluations per step")
     add("--patience", type=int, help="early stopping patience in epochs")
     add("--seed", type=int, help="random seed")
     add("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
@@ -128,8 +130,9 @@ def configure_devices(config: dict):
     return tf.distribute.get_strategy()
 
 
-def train(config: dict, run_dir: str, verbose: int = 1) -> dict:
-    """Runs the whole job; returns a summary dict. Assumes `prepare_run_dir` was called."""
+def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=()) -> dict:
+    """Runs the whole job; returns a summary dict. Assumes `prepare_run_dir` was called.
+    `extra_callbacks` (Keras callbacks) run after the job's own."""
     strategy = configure_devices(config)
     import keras
 
@@ -174,13 +177,13 @@ def train(config: dict, run_dir: str, verbose: int = 1) -> dict:
             keras.optimizers.Adam(config["learning_rate"], clipnorm=config["clipnorm"]),
         )
     budget = callbacks.TimeBudget(config["time_budget"]) if config["time_budget"] else None
-    divergence = callbacks.StopOnDivergence(max_nfe=2000)
+    divergence = callbacks.StopOnDivergence(max_nfe=config["max_nfe"])
     steps_per_epoch = max(1, len(splits.train) // batch)
     callback_list = [
         keras.callbacks.BackupAndRestore(
             os.path.join(run_dir, "backup"), save_freq=max(1, steps_per_epoch // 4), double_checkpoint=True
         ),
-        callbacks.AtomicCheckpoint(os.path.join(run_dir, "checkpoints")),
+        callbacks.AtomicCheckpoint(os.path.join(run_dir, "checkpoints"), divergence=divergence),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
         keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
         keras.callbacks.EarlyStopping(patience=config["patience"], restore_best_weights=True),
@@ -188,10 +191,13 @@ def train(config: dict, run_dir: str, verbose: int = 1) -> dict:
         keras.callbacks.TerminateOnNaN(),
         divergence,
     ]
+    if model.is_ode:
+        callback_list.append(callbacks.NFELog(os.path.join(run_dir, "nfe.csv")))
     if config["variational"] and config["kl_weight"] > 0:
         callback_list.append(callbacks.KLAnnealing(config["kl_weight"], steps_per_epoch))
     if budget:
         callback_list.append(budget)
+    callback_list.extend(extra_callbacks)
     started = time.monotonic()
     history = model.fit(
         train_data,
@@ -203,9 +209,11 @@ def train(config: dict, run_dir: str, verbose: int = 1) -> dict:
     )
     seconds = time.monotonic() - started
     if divergence.reason:
+        last_good = os.path.join(run_dir, "checkpoints", "last.keras")
         raise RunError(
-            f"Training stopped: {divergence.reason}. The last good checkpoint is in "
-            f"{os.path.join(run_dir, 'checkpoints')}."
+            f"Training stopped: {divergence.reason}. "
+            + (f"The last good checkpoint (end of the last finite epoch) is {last_good}."
+               if os.path.exists(last_good) else "No epoch finished before it: there is no checkpoint.")
         )
     save_model_atomically(model, os.path.join(run_dir, MODEL_FILE))
     epochs_done = len(history.history.get("loss", []))

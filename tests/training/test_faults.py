@@ -107,3 +107,43 @@ def test_train_cli_rejects_malformed_data_and_leaves_the_run_alone(tmp_path):
     result = run_cli("training.train", "--data", str(bad), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2 and "no sentences" in result.stderr
     assert not (tmp_path / "run" / "model.keras").exists()
+
+
+class PoisonWeights(keras.callbacks.Callback):
+    """Turns the readout's kernel into NaN at the third batch of the second epoch."""
+
+    epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.epoch == 1 and batch == 2:
+            kernel = self.model.decoder.readout.kernel
+            kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
+
+
+def test_nan_mid_training_stops_with_its_cause_and_keeps_the_last_good_checkpoint(tmp_path):
+    from training import presets, train
+    from training.rundir import RunError
+
+    run_dir = str(tmp_path / "run")
+    config = presets.resolve("tiny", {"data": "synthetic", "epochs": 4})
+    config["preset"] = "tiny"
+    train.prepare_run_dir(run_dir, config, overwrite=False)
+    with pytest.raises(RunError, match="loss became nan at batch 2") as raised:
+        train.train(config, run_dir, verbose=0, extra_callbacks=[PoisonWeights()])
+    last_good = os.path.join(run_dir, "checkpoints", "last.keras")
+    assert last_good in str(raised.value)
+    model = keras.saving.load_model(last_good)
+    assert all(np.isfinite(weight).all() for weight in model.get_weights())
+    assert not os.path.exists(os.path.join(run_dir, "model.keras"))
+
+
+def test_step_size_collapse_stops_the_cli_with_its_cause(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("training.train", "--data", "synthetic", "--preset", "tiny", "--solver", "dopri5",
+                     "--max-nfe", "5", "--run-dir", str(run_dir), "--quiet")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "step size collapsed" in result.stderr and "no checkpoint" in result.stderr
+    assert not (run_dir / "model.keras").exists() and not (run_dir / "checkpoints" / "last.keras").exists()
