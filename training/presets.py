@@ -50,10 +50,11 @@ PRESETS = {
         units=32, field_units=32, embedding_dim=16, synthetic_size=300, batch_size=32, epochs=2,
         vocab_size=500,
     ),
-    # Real text on a 2-core CPU (see docs/results.md).
+    # Real text on a 2-core CPU (docs/results.md): the gated (GRU-ODE) field reached 39.6 % validation
+    # token accuracy after one epoch where the MLP field reached 27.6 %; one RK4 step per token.
     "tatoeba-cpu": dict(
-        data="tatoeba", units=256, field_units=256, batch_size=128, learning_rate=2e-3,
-        steps_per_unit=2.0, epochs=100, time_budget=1800, vocab_size=20000, min_count=2,
+        data="tatoeba", units=256, field_type="gated", batch_size=128, learning_rate=2e-3,
+        steps_per_unit=1.0, epochs=100, time_budget=1800, vocab_size=20000, min_count=2,
     ),
     # A larger model with mixed precision, for a GPU. Untested on a GPU here.
     "gpu": dict(
