@@ -95,8 +95,9 @@ class ODEDecoderMixin:
             if field_class is GatedVectorField:
                 for ignored in ("depth", "activation", "layer_norm"):
                     settings.pop(ignored, None)
-            vector_field = field_class(**settings, name="vector_field")
-        return ODESolve(vector_field, solver, **regularization, name="ode")
+            # The flow stays float32 under mixed precision: adaptive step control needs it.
+            vector_field = field_class(**settings, dtype="float32", name="vector_field")
+        return ODESolve(vector_field, solver, **regularization, dtype="float32", name="ode")
 
 
 @keras.saving.register_keras_serializable(package="tfode")
@@ -218,8 +219,8 @@ class ODERNNDecoder(ODEDecoderMixin, AutoregressiveDecoder):
 
     def flow(self, state, start_time, end_time):
         """`(state at end_time [batch, units], nfe)` from `state` at `start_time`."""
-        states, nfe = self.ode.solve(state, tf.reshape(end_time, [1]), start_time)
-        return states[:, 0], nfe
+        states, nfe = self.ode.solve(tf.cast(state, self.ode.compute_dtype), tf.reshape(end_time, [1]), start_time)
+        return tf.cast(states[:, 0], state.dtype), nfe  # float16 GRU state under mixed precision
 
     def fold(self, embedded, state):
         output, _ = self.cell(embedded, state)
@@ -272,7 +273,7 @@ class ODERNNDecoder(ODEDecoderMixin, AutoregressiveDecoder):
             start_time = tf.cast(interval, tf.float32) * self.time_span
             flowed, _ = self.flow(starts[:, interval], start_time, tf.maximum(time, start_time))
             token_embedding = self.embedding(target_inputs[:, interval])
-            return flowed, self.readout(self.fold(token_embedding, flowed))
+            return tf.cast(flowed, tf.float32), self.readout(self.fold(token_embedding, flowed))
 
         states, logits = tf.map_fn(
             at_time,

@@ -58,8 +58,8 @@ PRESETS = {
     ),
     # A larger model with mixed precision, for a GPU. Untested on a GPU here.
     "gpu": dict(
-        data="tatoeba", units=512, field_units=1024, embedding_dim=256, batch_size=256,
-        learning_rate=1e-3, epochs=60, mixed_precision=True, min_count=2,
+        data="tatoeba", units=512, field_type="gated", steps_per_unit=2.0, embedding_dim=256,
+        batch_size=256, learning_rate=1e-3, epochs=60, mixed_precision=True, min_count=2,
     ),
 }
 

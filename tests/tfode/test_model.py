@@ -162,3 +162,20 @@ def test_vector_fields_can_be_called_on_their_own():
         derivative = field(tf.constant(0.5), state)
         assert derivative.shape == (3, 8)
         assert not np.allclose(field(tf.constant(3.0), state).numpy(), derivative.numpy())  # time-conditioned
+
+
+@pytest.mark.parametrize("decoder", ["trajectory", "odernn"])
+def test_mixed_precision_trains_with_a_float32_flow(tiny_text, tiny_tokens, decoder):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = small_model(tiny_text.vocabulary_size, decoder, vector_field={"type": "gated"})
+        model.compile(keras.optimizers.Adam(1e-3))
+        history = model.fit(tiny_tokens, append_eos(tiny_tokens), epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][0])
+        assert model.decoder.ode.compute_dtype == "float32"
+        assert model.decoder.ode.vector_field.compute_dtype == "float32"
+        assert model.encoder.compute_dtype == "float16"
+        states, probabilities = model.trajectory(tiny_tokens[:2], [0.5, 1.0])
+        assert states.dtype == tf.float32 and probabilities.dtype == tf.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
