@@ -48,11 +48,11 @@ def run_one(decoder, args):
             shutil.rmtree(run_dir)
         train.prepare_run_dir(run_dir, config, overwrite=False)
         summary = train.train(config, run_dir, verbose=2)
-    greedy = evaluate.evaluate(run_dir, split="test", limit=args.limit, beam_width=1)
+    greedy = evaluate.evaluate_in_subprocess(run_dir, limit=args.limit, beam_width=1)
     beam = None
     if decoder != "trajectory" and args.beam_width > 1:
-        beam = evaluate.evaluate(run_dir, split="test", limit=args.limit, beam_width=args.beam_width,
-                                 report_dir=os.path.join(run_dir, "report-beam"))
+        beam = evaluate.evaluate_in_subprocess(run_dir, limit=args.limit, beam_width=args.beam_width,
+                                               report_dir=os.path.join(run_dir, "report-beam"))
     return {"decoder": decoder, "config": config, "train": summary, "greedy": greedy, "beam": beam}
 
 
@@ -86,6 +86,31 @@ def table(results) -> list[str]:
                 f"| {result['train']['steps']} |"
             )
     return lines
+
+
+def target_lines(results) -> list[str]:
+    """Issue 5's targets against these results (greedy, free-running), met or missed by how much."""
+    by_decoder = {result["decoder"]: result["greedy"] for result in results}
+    checks = []
+
+    def check(name, value, goal):
+        verdict = "met" if value >= goal else f"missed by {100 * (goal - value):.1f} points"
+        checks.append(f"- {name}: {100 * value:.1f} % against {100 * goal:.1f} % — {verdict}")
+
+    ode = {name: m for name, m in by_decoder.items() if name != "gru"}
+    if ode:
+        best_name = max(ode, key=lambda name: ode[name]["token_accuracy"])
+        best = ode[best_name]["token_accuracy"]
+        check(f"best ODE decoder ({best_name}) token accuracy ≥ 95 %", best, 0.95)
+        if "gru" in by_decoder:
+            check(f"best ODE decoder ({best_name}) token accuracy ≥ the GRU's", best,
+                  by_decoder["gru"]["token_accuracy"])
+    if "odernn" in by_decoder and "gru" in by_decoder:
+        for key, label in (("token_accuracy", "token accuracy"), ("exact_match", "exact match")):
+            check(f"ODE-RNN {label} ≥ the GRU's", by_decoder["odernn"][key], by_decoder["gru"][key])
+    for name, metrics in ode.items():
+        check(f"{name} midpoint consistency ≥ 90 %", metrics["midpoint_consistency"], 0.90)
+    return ["Targets (issue 5), greedy decoding:", "", *checks]
 
 
 def write_results(path, results, command, lines):
@@ -123,6 +148,8 @@ def write_results(path, results, command, lines):
            "of the same settings were evaluated, not trained again." if "--reuse" in command else ""),
         "",
         *lines,
+        "",
+        *target_lines(results),
         "",
     ]
     if best:

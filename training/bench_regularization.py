@@ -50,7 +50,7 @@ def run_one(setting, args):
     summary = train.train(config, run_dir, verbose=2)
     nfe = [value for _, value in callbacks.read_nfe_log(os.path.join(run_dir, "nfe.csv"))]
     quarter = max(1, len(nfe) // 4)
-    metrics = evaluate.evaluate(run_dir, split="test", limit=args.limit, beam_width=1)
+    metrics = evaluate.evaluate_in_subprocess(run_dir, limit=args.limit, beam_width=1)
     return {
         "setting": setting, "kinetic": kinetic, "jacobian": jacobian, "config": config, "train": summary,
         "nfe_early": statistics.median(nfe[:quarter]) if nfe else float("nan"),

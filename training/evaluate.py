@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="sentence pairs for the latent interpolation metrics")
     parser.add_argument("--interpolation-steps", type=int, default=7, help="points along each path")
     parser.add_argument("--report-dir", help="where to write the report (default RUN_DIR/report)")
+    parser.add_argument("--metrics-out", help="also write every metric, examples included, to this JSON file")
     return parser
 
 
@@ -200,6 +201,26 @@ def print_metrics(metrics) -> None:
             print(f"  α={alpha:.2f}  {sentence}")
 
 
+def evaluate_in_subprocess(run_dir, limit=None, beam_width=1, report_dir=None) -> dict:
+    """`evaluate` in a fresh Python process, for benchmarks that train first: the evaluation
+    sees only what the run directory holds, nothing left over from training in this process."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        out = os.path.join(scratch, "metrics.json")
+        command = [sys.executable, "-m", "training.evaluate", "--run-dir", run_dir,
+                   "--beam-width", str(beam_width), "--metrics-out", out]
+        if limit:
+            command += ["--limit", str(limit)]
+        if report_dir:
+            command += ["--report-dir", report_dir]
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        subprocess.run(command, check=True, cwd=root, stdout=subprocess.DEVNULL)
+        with open(out) as handle:
+            return json.load(handle)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.beam_width < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 1):
@@ -211,6 +232,9 @@ def main(argv=None) -> int:
     except (DataError, RunError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.metrics_out:
+        with open(args.metrics_out, "w") as handle:
+            json.dump(metrics, handle, default=lambda value: value.item())  # NumPy scalars
     print_metrics(metrics)
     print(f"report: {args.report_dir or os.path.join(args.run_dir, 'report')}/report.md")
     return 0
