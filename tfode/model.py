@@ -35,7 +35,8 @@ class Seq2SeqODE(keras.Model):
       augment_dim: zeros appended to the state of the trajectory decoder.
       bidirectional, variational, kl_weight: see `GRUEncoder`.
       kinetic_energy, jacobian_norm: weights of Finlay et al.'s regularisers of the trajectory
-        decoder's flow (`ODESolve`); their integrals are logged as metrics in training.
+        decoder's flow (`ODESolve`); their integrals are logged as the `kinetic_energy` and
+        `jacobian_norm` metrics in training (validation does not compute them and logs 0).
     """
 
     def __init__(
@@ -140,11 +141,21 @@ class Seq2SeqODE(keras.Model):
         optimizer = config.get("optimizer")
         self.compile(keras.optimizers.deserialize(optimizer) if optimizer else "adam")
 
+    _tracing_train_step = False
+
+    def train_step(self, data):
+        self._tracing_train_step = True  # read while the step is traced (or run eagerly)
+        try:
+            return super().train_step(data)
+        finally:
+            self._tracing_train_step = False
+
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         if self.is_ode:
             self.nfe_tracker.update_state(tf.cast(self.decoder.last_nfe, tf.float32))
-        for name, tracker in self.integral_trackers.items():
-            tracker.update_state(getattr(self.decoder.ode, name))
+        if self._tracing_train_step:  # the integrals are computed in training only
+            for name, tracker in self.integral_trackers.items():
+                tracker.update_state(getattr(self.decoder.ode, name))
         return super().compute_metrics(x, y, y_pred, sample_weight)
 
     # -- beyond `call` -------------------------------------------------------------------
