@@ -30,6 +30,20 @@ DECODER_SETTINGS = {
 }
 
 
+def data_missing(data) -> bool:
+    """True (and says so on stderr) when `data` is neither a file nor a built-in source."""
+    if os.path.exists(data) or data in ("tatoeba", "synthetic"):
+        return False
+    print(f"error: no data at {data}", file=sys.stderr)
+    return True
+
+
+def measured_on() -> str:
+    """The results files' "when and where" line."""
+    return (f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on "
+            f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU, with")
+
+
 def run_one(decoder, args):
     from training import evaluate, presets, train
 
@@ -130,8 +144,7 @@ def write_results(path, results, command, lines):
     text = [
         "# Quality on real text",
         "",
-        f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on "
-        f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU, with",
+        measured_on(),
         "",
         f"    {command}",
         "",
@@ -182,8 +195,7 @@ def main(argv=None) -> int:
                         help="evaluate runs already trained in --out-dir instead of training them again")
     parser.add_argument("--results", default=os.path.join("docs", "results.md"))
     args = parser.parse_args(argv)
-    if not os.path.exists(args.data) and args.data not in ("tatoeba", "synthetic"):
-        print(f"error: no data at {args.data}", file=sys.stderr)
+    if data_missing(args.data):
         return 2
     results = [run_one(decoder, args) for decoder in args.decoders]
     lines = table(results)

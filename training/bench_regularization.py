@@ -15,15 +15,13 @@ from the run's nfe.csv; step time; accuracy; NFE per decoded sentence) and write
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import shutil
 import statistics
 import sys
 
 import training  # noqa: F401  (sets the Keras backend before Keras loads)
-from training.bench_quality import DEFAULT_DATA
+from training.bench_quality import DEFAULT_DATA, data_missing, measured_on
 
 SETTINGS = ("none", "kinetic", "jacobian", "both")
 
@@ -91,8 +89,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out-dir", default=os.path.join("runs", "regularization"))
     parser.add_argument("--results", default=os.path.join("docs", "regularization.md"))
     args = parser.parse_args(argv)
-    if not os.path.exists(args.data) and args.data not in ("tatoeba", "synthetic"):
-        print(f"error: no data at {args.data}", file=sys.stderr)
+    if data_missing(args.data):
         return 2
     results = [run_one(setting, args) for setting in args.settings]
     lines = table(results)
@@ -101,8 +98,7 @@ def main(argv=None) -> int:
     text = [
         "# Regularising the flow: NFE of the adaptive solver",
         "",
-        f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on "
-        f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU, with",
+        measured_on(),
         "",
         f"    {command.strip()}",
         "",
