@@ -41,6 +41,7 @@ class Decoder(keras.layers.Layer):
         time_span: float = 1.0,
         bos_id: int = 1,
         eos_id: int = 2,
+        readout: keras.layers.Layer | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -49,7 +50,9 @@ class Decoder(keras.layers.Layer):
         self.time_span = float(time_span)
         self.bos_id = bos_id
         self.eos_id = eos_id
-        self.readout = keras.layers.Dense(vocab_size, dtype="float32", name="readout")
+        # `readout` maps `[..., units]` states to `[..., vocab]` float32 logits; the model passes a
+        # `TiedReadout` to share the encoder's embeddings (it is not part of `get_config`).
+        self.readout = readout or keras.layers.Dense(vocab_size, dtype="float32", name="readout")
         self.last_nfe = self.add_weight(
             name="last_nfe", shape=(), dtype="int32", initializer="zeros", trainable=False
         )

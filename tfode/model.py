@@ -9,8 +9,9 @@ from tfode import interpolation, solvers
 from tfode import metrics as sequence_metrics
 from tfode.decoders import DECODERS
 from tfode.encoder import GRUEncoder
+from tfode.layers import TiedReadout
 from tfode.search import Decoded
-from tfode.text import BOS_ID, EOS_ID, prepend_bos
+from tfode.text import BOS_ID, EOS_ID, UNK_ID, prepend_bos
 
 
 @keras.saving.register_keras_serializable(package="tfode")
@@ -34,6 +35,11 @@ class Seq2SeqODE(keras.Model):
       time_span: Δt, the time between two tokens.
       augment_dim: zeros appended to the state of the trajectory decoder.
       bidirectional, variational, kl_weight: see `GRUEncoder`.
+      word_dropout: in training, the fraction of an autoregressive decoder's input tokens
+        replaced by `<unk>` (Bowman et al. 2016), so that it reads the sentence from h(0) rather
+        than from its own previous words.
+      tied_embeddings: score tokens against the encoder's embedding matrix (`TiedReadout`)
+        instead of a separate `Dense(vocab)` readout.
       kinetic_energy, jacobian_norm: weights of Finlay et al.'s regularisers of the trajectory
         decoder's flow (`ODESolve`); their integrals are logged as the `kinetic_energy` and
         `jacobian_norm` metrics in training (validation does not compute them and logs 0).
@@ -55,6 +61,8 @@ class Seq2SeqODE(keras.Model):
         kl_weight: float = 1.0,
         kinetic_energy: float = 0.0,
         jacobian_norm: float = 0.0,
+        tied_embeddings: bool = False,
+        word_dropout: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -64,6 +72,13 @@ class Seq2SeqODE(keras.Model):
             raise ValueError(
                 "The kinetic-energy and Jacobian-norm regularisers apply to the trajectory "
                 f"decoder's flow; the {decoder!r} decoder has none to regularise."
+            )
+        if not 0.0 <= word_dropout < 1.0:
+            raise ValueError(f"word_dropout must be in [0, 1), got {word_dropout}.")
+        if word_dropout and decoder == "trajectory":
+            raise ValueError(
+                "Word dropout applies to the autoregressive decoders' inputs; the trajectory "
+                "decoder reads no previous words."
             )
         self.settings = dict(
             vocab_size=vocab_size,
@@ -80,7 +95,10 @@ class Seq2SeqODE(keras.Model):
             kl_weight=kl_weight,
             kinetic_energy=kinetic_energy,
             jacobian_norm=jacobian_norm,
+            tied_embeddings=tied_embeddings,
+            word_dropout=word_dropout,
         )
+        self.seed_generator = keras.random.SeedGenerator(7) if word_dropout else None
         self.max_length = max_length
         self.encoder = GRUEncoder(
             vocab_size,
@@ -92,6 +110,8 @@ class Seq2SeqODE(keras.Model):
             name="encoder",
         )
         common = dict(time_span=time_span, bos_id=BOS_ID, eos_id=EOS_ID, name="decoder")
+        if tied_embeddings:
+            common["readout"] = TiedReadout(self.encoder.embedding, name="readout")
         if decoder == "trajectory":
             self.decoder = DECODERS[decoder](
                 vocab_size, units, vector_field=vector_field, solver=self.settings["solver"],
@@ -125,7 +145,18 @@ class Seq2SeqODE(keras.Model):
 
     def call(self, tokens, training=None):
         h0, _, _ = self.encoder(tokens, training=training)
-        return self.decoder(h0, prepend_bos(tokens), training=training)
+        return self.decoder(h0, self.decoder_inputs(tokens, training), training=training)
+
+    def decoder_inputs(self, tokens, training=None):
+        """Teacher-forcing inputs `[batch, L + 1]`: `<bos>` + tokens, with word dropout in
+        training (padding and `<bos>` are never dropped)."""
+        inputs = prepend_bos(tokens)
+        rate = self.settings["word_dropout"]
+        if not (training and rate):
+            return inputs
+        draw = keras.random.uniform(tf.shape(inputs), seed=self.seed_generator)
+        drop = tf.logical_and(draw < rate, inputs > EOS_ID)
+        return tf.where(drop, tf.constant(UNK_ID, inputs.dtype), inputs)
 
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
         """`keras.Model.compile` with this model's defaults: masked cross-entropy, masked

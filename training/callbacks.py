@@ -1,5 +1,6 @@
-"""Callbacks that Keras does not ship: atomic checkpoints, a wall-clock budget, KL annealing,
-and a stop that names why training went wrong."""
+"""Callbacks that Keras does not ship: atomic checkpoints, a wall-clock budget, a learning-rate
+schedule that can end with that budget, KL annealing, and a stop that names why training went
+wrong."""
 
 from __future__ import annotations
 
@@ -54,6 +55,56 @@ class TimeBudget(keras.callbacks.Callback):
         if time.monotonic() - self.started > self.seconds:
             self.exhausted = True
             self.model.stop_training = True
+
+
+class CosineSchedule(keras.callbacks.Callback):
+    """Sets the learning rate before every batch: a linear warm-up over `warmup_steps`, then a
+    cosine decay from `base` to `final_fraction * base` by the end of training.
+
+    The end is `seconds` of wall-clock time after training began when a time budget is given (how
+    many steps fit in it is not known in advance), otherwise `total_steps` optimizer steps. A run
+    resumed by `BackupAndRestore` starts its budget, and with it this schedule, again.
+    """
+
+    def __init__(
+        self,
+        base: float,
+        warmup_steps: int = 0,
+        total_steps: int | None = None,
+        seconds: float | None = None,
+        final_fraction: float = 0.02,
+    ):
+        super().__init__()
+        if (total_steps is None) == (seconds is None):
+            raise ValueError("Give the schedule's length as exactly one of total_steps or seconds.")
+        self.base = base
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+        self.seconds = seconds
+        self.final_fraction = final_fraction
+        self.started = None
+
+    def on_train_begin(self, logs=None):
+        self.started = time.monotonic()
+
+    def progress(self, step: int) -> float:
+        """How far through the schedule training is, in [0, 1]."""
+        if self.seconds is not None:
+            done = (time.monotonic() - self.started) / self.seconds
+        else:
+            done = step / max(1, self.total_steps)
+        return min(1.0, max(0.0, done))
+
+    def rate(self, step: int) -> float:
+        cosine = 0.5 * (1.0 + math.cos(math.pi * self.progress(step)))
+        rate = self.base * (self.final_fraction + (1.0 - self.final_fraction) * cosine)
+        if step < self.warmup_steps:
+            rate *= (step + 1) / self.warmup_steps
+        return rate
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        self.model.optimizer.learning_rate = self.rate(step)
 
 
 class KLAnnealing(keras.callbacks.Callback):

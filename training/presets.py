@@ -23,6 +23,10 @@ DEFAULTS = dict(
     kl_weight=0.0,
     kinetic_energy=0.0,
     jacobian_norm=0.0,
+    tied_embeddings=False,
+    word_dropout=0.0,
+    lr_schedule="plateau",
+    warmup_steps=0,
     max_length=20,
     min_words=5,
     max_words=14,
@@ -103,4 +107,6 @@ def model_settings(config: dict, vocab_size: int) -> dict:
         kl_weight=config["kl_weight"],
         kinetic_energy=config["kinetic_energy"],
         jacobian_norm=config["jacobian_norm"],
+        tied_embeddings=config["tied_embeddings"],
+        word_dropout=config["word_dropout"],
     )

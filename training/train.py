@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--time-span", type=float, help="time between two tokens (Δt)")
     add("--augment-dim", type=int, help="zeros appended to the trajectory decoder's state")
     add("--bidirectional", action=argparse.BooleanOptionalAction, default=None, help="bidirectional encoder")
+    add("--tied-embeddings", action=argparse.BooleanOptionalAction, default=None,
+        help="score tokens against the encoder's embeddings (tied readout)")
+    add("--word-dropout", type=float, help="fraction of autoregressive decoder inputs replaced by <unk>")
+    add("--lr-schedule", choices=["plateau", "cosine"], help="learning-rate schedule")
+    add("--warmup-steps", type=int, help="linear learning-rate warm-up (cosine schedule)")
     add("--variational", action=argparse.BooleanOptionalAction, default=None, help="variational latent")
     add("--kl-weight", type=float, help="final KL weight (annealed linearly over the first epoch)")
     add("--kinetic-energy", type=float, help="weight of the kinetic-energy regulariser (trajectory)")
@@ -88,6 +93,13 @@ def resolve_config(args) -> dict:
         raise ValueError("--time-budget must be positive.")
     if not 1 <= config["min_words"] <= config["max_words"]:
         raise ValueError("Need 1 <= --min-words <= --max-words.")
+    if not 0 <= config["word_dropout"] < 1:
+        raise ValueError("--word-dropout must be in [0, 1).")
+    if config["word_dropout"] and config["decoder"] == "trajectory":
+        raise ValueError("--word-dropout applies to the odernn and gru decoders (the trajectory "
+                         "decoder reads no previous words).")
+    if config["warmup_steps"] < 0:
+        raise ValueError("--warmup-steps must be at least 0.")
     return config
 
 
@@ -128,6 +140,23 @@ def configure_devices(config: dict):
         ]
         return tf.distribute.MirroredStrategy(devices)
     return tf.distribute.get_strategy()
+
+
+def learning_rate_schedule(config: dict, steps_per_epoch: int):
+    """The callback that sets the learning rate: `plateau` halves it when the validation loss
+    stalls for two epochs; `cosine` warms up over `warmup_steps` and decays to 2 % of the base
+    rate by the end of the time budget (or of `epochs`, without one)."""
+    import keras
+
+    from training import callbacks
+
+    if config["lr_schedule"] == "plateau":
+        return keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-5)
+    if config["time_budget"]:
+        length = dict(seconds=config["time_budget"])
+    else:
+        length = dict(total_steps=config["epochs"] * steps_per_epoch)
+    return callbacks.CosineSchedule(config["learning_rate"], config["warmup_steps"], **length)
 
 
 def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=()) -> dict:
@@ -187,7 +216,7 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=()) -> d
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
         keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
         keras.callbacks.EarlyStopping(patience=config["patience"], restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-5),
+        learning_rate_schedule(config, steps_per_epoch),
         keras.callbacks.TerminateOnNaN(),
         divergence,
     ]

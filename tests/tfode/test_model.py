@@ -179,3 +179,48 @@ def test_mixed_precision_trains_with_a_float32_flow(tiny_text, tiny_tokens, deco
         assert states.dtype == tf.float32 and probabilities.dtype == tf.float32
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_tied_readout_scores_against_the_encoder_embeddings(tmp_path, tiny_text, tiny_tokens, decoder):
+    model = small_model(tiny_text.vocabulary_size, decoder, tied_embeddings=True)
+    matrix = model.encoder.embedding.embeddings
+    assert model.decoder.readout.embedding is model.encoder.embedding
+    assert sum(variable is matrix for variable in model.weights) == 1
+    untied = small_model(tiny_text.vocabulary_size, decoder)
+    # No [units, vocab] kernel; a [units, embedding_dim] projection and its bias instead.
+    assert model.count_params() == untied.count_params() - 32 * tiny_text.vocabulary_size + 32 * 16 + 16
+    # The logit of a token is its embedding row · the projected state.
+    row = 7
+    matrix.assign(tf.tensor_scatter_nd_update(matrix, [[row]], [tf.ones([16])]))
+    states = tf.random.normal([2, 32])
+    logits = model.decoder.readout(states).numpy()
+    projected = model.decoder.readout.projection(states).numpy()
+    np.testing.assert_allclose(
+        logits[:, row], projected.sum(-1) + model.decoder.readout.bias.numpy()[row], rtol=1e-5
+    )
+    path = str(tmp_path / "tied.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.decoder.readout.embedding is loaded.encoder.embedding
+    np.testing.assert_array_equal(model(tiny_tokens).numpy(), loaded(tiny_tokens).numpy())
+
+
+def test_word_dropout_replaces_decoder_inputs_in_training_only(tiny_text, tiny_tokens):
+    from tfode.text import UNK_ID, prepend_bos
+
+    model = small_model(tiny_text.vocabulary_size, "gru", word_dropout=0.5)
+    tokens = np.tile(tiny_tokens, [20, 1])
+    clean = prepend_bos(tokens).numpy()
+    np.testing.assert_array_equal(model.decoder_inputs(tokens, training=False).numpy(), clean)
+    dropped = model.decoder_inputs(tokens, training=True).numpy()
+    words = clean > EOS_ID
+    changed = dropped != clean
+    assert not changed[~words].any()  # padding and <bos> stay
+    assert (dropped[changed] == UNK_ID).all()
+    rate = changed[words & (clean != UNK_ID)].mean()
+    assert 0.4 < rate < 0.6, rate
+    with pytest.raises(ValueError, match="trajectory"):
+        small_model(tiny_text.vocabulary_size, "trajectory", word_dropout=0.1)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        small_model(tiny_text.vocabulary_size, "gru", word_dropout=1.0)

@@ -1,0 +1,48 @@
+"""The learning-rate schedules a run can ask for."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from training import callbacks, presets, train
+
+
+def test_cosine_schedule_warms_up_then_decays_to_its_floor():
+    schedule = callbacks.CosineSchedule(1e-3, warmup_steps=10, total_steps=110, final_fraction=0.02)
+    assert schedule.rate(0) == pytest.approx(1e-3 * 0.1 * (0.02 + 0.98 * 0.5 * (1 + math.cos(0))))
+    assert schedule.rate(9) == pytest.approx(1e-3 * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * 9 / 110))))
+    assert schedule.rate(55) == pytest.approx(1e-3 * (0.02 + 0.98 * 0.5))
+    assert schedule.rate(110) == pytest.approx(2e-5)
+    assert schedule.rate(500) == pytest.approx(2e-5)
+    rates = [schedule.rate(step) for step in range(10, 111)]
+    assert all(later <= earlier for earlier, later in zip(rates, rates[1:]))
+    with pytest.raises(ValueError, match="exactly one"):
+        callbacks.CosineSchedule(1e-3)
+    with pytest.raises(ValueError, match="exactly one"):
+        callbacks.CosineSchedule(1e-3, total_steps=5, seconds=5.0)
+
+
+def test_cosine_schedule_sets_the_optimizer_rate_during_fit():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(1.0), loss="mse")
+    seen = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: seen.append(float(model.optimizer.learning_rate))
+    )
+    schedule = callbacks.CosineSchedule(0.1, warmup_steps=2, total_steps=8)
+    x = np.zeros((8, 2), "float32")
+    model.fit(x, x[:, :1], batch_size=1, epochs=1, callbacks=[schedule, record], verbose=0)
+    assert seen == pytest.approx([schedule.rate(step) for step in range(8)])
+
+
+def test_a_run_picks_its_schedule_from_the_config():
+    config = presets.resolve("tiny", {"lr_schedule": "cosine", "time_budget": 60.0, "warmup_steps": 3})
+    schedule = train.learning_rate_schedule(config, steps_per_epoch=10)
+    assert isinstance(schedule, callbacks.CosineSchedule)
+    assert schedule.seconds == 60.0 and schedule.warmup_steps == 3
+    config = presets.resolve("tiny", {"lr_schedule": "cosine"})
+    assert train.learning_rate_schedule(config, steps_per_epoch=10).total_steps == 10 * config["epochs"]
+    config = presets.resolve("tiny", {})
+    assert isinstance(train.learning_rate_schedule(config, 10), keras.callbacks.ReduceLROnPlateau)
