@@ -339,4 +339,7 @@ class TiedReadout(keras.layers.Layer):
     def call(self, states):
         projected = self.projection(tf.cast(states, tf.float32))
         matrix = tf.cast(self.embedding.embeddings, tf.float32)
-        return tf.einsum("...d,vd->...v", projected, matrix) + self.bias
+        # One 2-D matmul: `einsum("...d,vd->...v")` broadcasts the matrix over the batch axes.
+        flat = tf.reshape(projected, [-1, tf.shape(projected)[-1]])
+        logits = tf.matmul(flat, matrix, transpose_b=True) + self.bias
+        return tf.reshape(logits, tf.concat([tf.shape(projected)[:-1], [-1]], axis=0))

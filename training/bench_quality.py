@@ -127,6 +127,25 @@ def target_lines(results) -> list[str]:
     return ["Targets (issue 5), greedy decoding:", "", *checks]
 
 
+def settings_line(config) -> str:
+    """The shared training settings in words, e.g. "hidden 256, bidirectional encoder, …"."""
+    parts = [
+        f"hidden {config['units']}",
+        "bidirectional encoder" if config["bidirectional"] else "encoder reads forward",
+        "readout tied to the encoder's embeddings" if config["tied_embeddings"] else "untied readout",
+        f"batch {config['batch_size']}",
+        f"Adam {config['learning_rate']:g}",
+        f"clipnorm {config['clipnorm']:g}",
+    ]
+    if config["lr_schedule"] == "cosine":
+        parts.append(f"{config['warmup_steps']}-step warm-up, cosine decay to the end of the budget")
+    else:
+        parts.append("learning rate halved on validation-loss plateaus")
+    if config["word_dropout"]:
+        parts.append(f"word dropout {config['word_dropout']:g}")
+    return ", ".join(parts)
+
+
 def write_results(path, results, command, lines):
     directory = os.path.dirname(path) or "."
     pictures_dir = os.path.join(directory, "results")
@@ -151,10 +170,9 @@ def write_results(path, results, command, lines):
         f"Data: {first['greedy']['data']}, English column, deduplicated, "
         f"{first['config']['min_words']}–{first['config']['max_words']} words, hash split; test split "
         f"{first['greedy']['sentences']} sentences, never trained on. Each model trained for "
-        f"{first['config']['time_budget']:.0f} s of wall-clock time (preset `tatoeba-cpu`: hidden "
-        f"{first['config']['units']}, batch {first['config']['batch_size']}, Adam "
-        f"{first['config']['learning_rate']}, clipnorm {first['config']['clipnorm']}), one after the "
-        "other. Token accuracy, exact match, BLEU and NFE are free-running (no teacher forcing); "
+        f"{first['config']['time_budget']:.0f} s of wall-clock time (preset `tatoeba-cpu`: "
+        f"{settings_line(first['config'])}), one after the other. Token accuracy, exact match, "
+        "BLEU and NFE are free-running (no teacher forcing); "
         "perplexity and teacher-forced accuracy are teacher-forced, labelled so. Wall ms per step "
         "includes validation."
         + (" With `--reuse`, runs already trained in the output folder by an earlier invocation "
