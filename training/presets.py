@@ -54,12 +54,15 @@ PRESETS = {
         units=32, field_units=32, embedding_dim=16, synthetic_size=300, batch_size=32, epochs=2,
         vocab_size=500,
     ),
-    # Real text on a 2-core CPU (docs/results.md). Each setting was tried on the ODE-RNN decoder
-    # (5–8-minute `training.train` runs, validation token accuracy after epochs 0 and 1): the gated
-    # (GRU-ODE) field 39.6 % where the MLP field had 27.6 % (epoch 0, trajectory); the tied
-    # readout 56.8 / 79.8 % where the untied one had 47.1 / 73.1 %, at 368 instead of 497 ms per
-    # step; the bidirectional encoder on top 64.0 / 82.2 % at 404 ms. One RK4 step per token; the
-    # learning rate decays on a cosine to the end of the time budget.
+    # Real text on a 2-core CPU (docs/results.md). Settings tried with 4–8-minute `training.train`
+    # runs, compared on validation token accuracy at equal steps:
+    # - the gated (GRU-ODE) field: 39.6 % after epoch 0 where the MLP field had 27.6 % (trajectory);
+    # - the tied readout: 56.8 / 79.8 % after epochs 0 / 1 where the untied one had 47.1 / 73.1 %,
+    #   at 368 instead of 497 ms per step (ODE-RNN); with the bidirectional encoder on top
+    #   64.0 / 82.2 % at 404 ms (ODE-RNN). For the trajectory decoder one epoch did not show it:
+    #   30.4 % tied + bidirectional, 31.7 % bidirectional alone, 39.6 % neither, though its
+    #   training accuracy over the epoch was higher (35.4 / 31.7 / 26.7 %).
+    # One RK4 step per token; the learning rate decays on a cosine to the end of the time budget.
     "tatoeba-cpu": dict(
         data="tatoeba", units=256, field_type="gated", batch_size=128, learning_rate=2e-3,
         steps_per_unit=1.0, epochs=100, time_budget=1800, vocab_size=20000, min_count=2,
