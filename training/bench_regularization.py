@@ -21,7 +21,7 @@ import statistics
 import sys
 
 import training  # noqa: F401  (sets the Keras backend before Keras loads)
-from training.bench_quality import DEFAULT_DATA, data_missing, measured_on
+from training.bench_quality import DEFAULT_DATA, data_missing, measured_on, settings_line
 
 SETTINGS = ("none", "kinetic", "jacobian", "both")
 
@@ -102,7 +102,8 @@ def main(argv=None) -> int:
         "",
         f"    {command.strip()}",
         "",
-        f"The trajectory decoder (preset `tatoeba-cpu`) trained with `dopri5` (rtol "
+        f"The trajectory decoder (preset `tatoeba-cpu`: {settings_line(results[0]['config'])}) "
+        "trained with `dopri5` (rtol "
         f"{results[0]['config']['rtol']:g}, atol {results[0]['config']['atol']:g}) for {args.budget:.0f} s "
         "per setting, one after the other. Training NFE per step is the solver's count in single "
         "steps, sampled every 25 steps (the run's nfe.csv); token accuracy, exact match, BLEU and "

@@ -168,7 +168,8 @@ def test_vector_fields_can_be_called_on_their_own():
 def test_mixed_precision_trains_with_a_float32_flow(tiny_text, tiny_tokens, decoder):
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model = small_model(tiny_text.vocabulary_size, decoder, vector_field={"type": "gated"})
+        model = small_model(tiny_text.vocabulary_size, decoder, vector_field={"type": "gated"},
+                            tied_embeddings=True)  # as the gpu preset
         model.compile(keras.optimizers.Adam(1e-3))
         history = model.fit(tiny_tokens, append_eos(tiny_tokens), epochs=1, verbose=0)
         assert np.isfinite(history.history["loss"][0])
@@ -177,6 +178,7 @@ def test_mixed_precision_trains_with_a_float32_flow(tiny_text, tiny_tokens, deco
         assert model.encoder.compute_dtype == "float16"
         states, probabilities = model.trajectory(tiny_tokens[:2], [0.5, 1.0])
         assert states.dtype == tf.float32 and probabilities.dtype == tf.float32
+        assert model(tiny_tokens).dtype == tf.float32  # the tied readout's logits
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
