@@ -58,8 +58,8 @@ PRESETS = {
     # runs, compared on validation token accuracy at equal steps:
     # - the gated (GRU-ODE) field: 39.6 % after epoch 0 where the MLP field had 27.6 % (trajectory);
     # - the tied readout: 56.8 / 79.8 % after epochs 0 / 1 where the untied one had 47.1 / 73.1 %,
-    #   at 368 instead of 497 ms per step (ODE-RNN); with the bidirectional encoder on top
-    #   64.0 / 82.2 % at 404 ms (ODE-RNN). For the trajectory decoder one epoch did not show it:
+    #   at 368 instead of 431 ms per step in epoch 0 (ODE-RNN); with the bidirectional encoder
+    #   on top 64.0 / 82.2 % at 404 ms (ODE-RNN). For the trajectory decoder one epoch did not show it:
     #   30.4 % tied + bidirectional, 31.7 % bidirectional alone, 39.6 % neither, though its
     #   training accuracy over the epoch was higher (35.4 / 31.7 / 26.7 %).
     # One RK4 step per token; the learning rate decays on a cosine to the end of the time budget.
