@@ -326,7 +326,7 @@ class TiedReadout(keras.layers.Layer):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.embedding = embedding
-        self.projection = keras.layers.Dense(embedding.output_dim, name="projection")
+        self.projection = keras.layers.Dense(embedding.output_dim, dtype="float32", name="projection")
 
     def build(self, states_shape):
         if not self.embedding.built:
