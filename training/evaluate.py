@@ -93,6 +93,8 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
     correct = total = exact = tf_correct = 0
     cross_entropy, nfe_sum, nfe_batches = 0.0, 0, 0
     hypotheses, references = [], []
+    bands = scores.rank_bands(text.vocabulary_size)
+    band_counts = np.zeros([len(bands), 2], np.int64)
     for tokens in batches(ids, lengths, batch_size):
         targets = append_eos(tokens).numpy()
         logits = teacher_forced(tokens)
@@ -104,6 +106,7 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
         decoded = reconstruct(tokens)
         hits, count, matches = scores.token_matches(decoded.ids.numpy(), targets)
         correct, total, exact = correct + hits, total + count, exact + matches
+        band_counts += np.array(scores.matches_by_band(decoded.ids.numpy(), targets, bands))
         nfe_sum, nfe_batches = nfe_sum + int(decoded.nfe), nfe_batches + 1
         hypotheses += [s.decode("utf-8") for s in text.decode(decoded.ids).numpy()]
         references += [s.decode("utf-8") for s in text.decode(tokens).numpy()]
@@ -119,6 +122,11 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
         "teacher_forced_token_accuracy": tf_correct / total,
         # Sentences in a batch are solved together: each sees every evaluation of its batch.
         "nfe_per_sentence": nfe_sum / nfe_batches if model.is_ode else 0.0,
+        # Free-running token accuracy by how frequent the target word is in the training text.
+        "accuracy_by_frequency": [
+            {"band": label, "tokens": int(count), "accuracy": float(hits / count) if count else None}
+            for (label, _, _), (hits, count) in zip(bands, band_counts)
+        ],
     }
 
     report_dir = report_dir or os.path.join(run_dir, "report")

@@ -24,6 +24,27 @@ def token_matches(decoded: np.ndarray, targets: np.ndarray) -> tuple[int, int, i
     return int(correct.sum()), int(mask.sum()), int(exact.sum())
 
 
+def rank_bands(vocabulary_size: int, edges=(100, 1000)) -> list[tuple[str, int, int]]:
+    """`(label, first id, end id)` bands of a frequency-ranked vocabulary (ids from 4 up are the
+    words, most frequent first): the `edges[0]` most frequent words, the next ones up to
+    `edges[1]`, then the rest; `<unk>` (3) and `<eos>` (2) are bands of their own."""
+    first_word = 4
+    bounds = [first_word, *(first_word + edge for edge in edges if first_word + edge < vocabulary_size),
+              vocabulary_size]
+    bands = [("<eos>", 2, 3), ("<unk>", 3, 4)]
+    for start, end in zip(bounds, bounds[1:]):
+        bands.append((f"words ranked {start - first_word + 1}–{end - first_word}", start, end))
+    return bands
+
+
+def matches_by_band(decoded: np.ndarray, targets: np.ndarray, bands) -> list[tuple[int, int]]:
+    """`(correct, count)` of the target tokens whose id falls in each `(label, first, end)` band."""
+    decoded, targets = align(decoded, targets)
+    correct = decoded == targets
+    return [(int((correct & (targets >= first) & (targets < end)).sum()),
+             int(((targets >= first) & (targets < end)).sum())) for _, first, end in bands]
+
+
 def bleu(hypotheses: list[str], references: list[str]) -> float:
     """Corpus BLEU (sacrebleu, its default 13a tokenisation) of `hypotheses` against one
     reference each."""

@@ -82,6 +82,12 @@ def write_report(directory, metrics, reconstructions, interpolations, pictures):
                 "midpoint_consistency", "nfe_per_sentence"):
         if metrics.get(key) is not None:
             lines.append(f"| {key} | {metrics[key]:.4g} |")
+    if metrics.get("accuracy_by_frequency"):
+        lines += ["", "## Token accuracy by how frequent the word is in training", "",
+                  "| target | tokens | free-running accuracy |", "|---|---:|---:|"]
+        lines += [f"| {band['band']} | {band['tokens']} | "
+                  + (f"{band['accuracy']:.3f}" if band["accuracy"] is not None else "–") + " |"
+                  for band in metrics["accuracy_by_frequency"]]
     lines += ["", "## Reconstructions", "", "| input | output |", "|---|---|"]
     lines += [f"| {source} | {output} |" for source, output in reconstructions]
     if metrics.get("mass_transfer"):

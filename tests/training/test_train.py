@@ -56,11 +56,16 @@ def test_evaluation_report_holds_numbers(trained_run, tmp_path):
         assert isinstance(metrics[key], float), key
     assert 0.0 <= metrics["token_accuracy"] <= 1.0 and metrics["perplexity"] > 1.0
     assert metrics["nfe_per_sentence"] > 0
+    bands = [band for band in metrics["accuracy_by_frequency"] if band["tokens"]]
+    tokens = sum(band["tokens"] for band in bands)  # the bands cover every target token once
+    assert sum(band["accuracy"] * band["tokens"] for band in bands) / tokens == pytest.approx(
+        metrics["token_accuracy"])
     saved = json.load(open(tmp_path / "metrics.json"))
     assert saved["token_accuracy"] == metrics["token_accuracy"]
     assert set(saved["interpolation"]) == {"linear", "slerp"}
     assert 0.0 <= saved["interpolation"]["linear"]["grammatical_share"] <= 1.0
     report = (tmp_path / "report.md").read_text()
+    assert "## Token accuracy by how frequent" in report and "| words ranked 1–" in report
     for picture in ("trajectories.png", "token_probabilities.png", "interpolation_linear.png"):
         assert (tmp_path / picture).stat().st_size > 1000
         assert f"]({picture})" in report

@@ -1,0 +1,15 @@
+"""Evaluation metrics that need no model."""
+
+import numpy as np
+
+
+def test_accuracy_by_frequency_band():
+    from training import metrics
+
+    bands = metrics.rank_bands(1010, edges=(100, 1000))
+    assert [(first, end) for _, first, end in bands] == [(2, 3), (3, 4), (4, 104), (104, 1004), (1004, 1010)]
+    assert bands[2][0] == "words ranked 1–100" and bands[4][0] == "words ranked 1001–1006"
+    targets = np.array([[5, 200, 1005, 3, 2, 0]])
+    decoded = np.array([[5, 201, 1005, 3]])  # shorter: the <eos> is missed
+    assert metrics.matches_by_band(decoded, targets, bands) == [(0, 1), (1, 1), (1, 1), (0, 1), (1, 1)]
+    assert [first for _, first, _ in metrics.rank_bands(50)] == [2, 3, 4]  # small vocabulary: one band
