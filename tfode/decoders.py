@@ -4,6 +4,10 @@ Token k (1-based) of the output, the last being `<eos>`, lives at time t_k = k·
 `time_span` (default 1.0: one unit of time per token, so `steps_per_unit` of the fixed-grid
 solvers reads as steps per token; the adaptive solvers choose their own steps). h(0) sits at t = 0.
 
+With `dropout > 0`, training zeroes that fraction of the states' entries on their way to the
+readout (and of the autoregressive decoders' input embeddings); the flow itself stays
+deterministic, and inference never drops anything.
+
 Every decoder offers:
   call(initial_state, target_inputs, training)   teacher-forced logits `[batch, n, vocab]`,
       `target_inputs` `[batch, n]` being `<bos>` followed by the target tokens (the trajectory
@@ -42,10 +46,16 @@ class Decoder(keras.layers.Layer):
         bos_id: int = 1,
         eos_id: int = 2,
         readout: keras.layers.Layer | None = None,
+        dropout: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
         self.vocab_size = vocab_size
+        self.dropout = dropout
+        # Created only when used, so models saved without dropout keep their variables.
+        self.dropout_layer = keras.layers.Dropout(dropout, seed=13, name="dropout") if dropout else None
         self.units = units
         self.time_span = float(time_span)
         self.bos_id = bos_id
@@ -56,6 +66,12 @@ class Decoder(keras.layers.Layer):
         self.last_nfe = self.add_weight(
             name="last_nfe", shape=(), dtype="int32", initializer="zeros", trainable=False
         )
+
+    def drop(self, values, training=None):
+        """`values` with dropout applied in training (unchanged without dropout)."""
+        if self.dropout_layer is None:
+            return values
+        return self.dropout_layer(values, training=training)
 
     def token_times(self, num_positions):
         """`[num_positions]` float32: t_k = k·Δt for k = 1 … num_positions."""
@@ -83,6 +99,7 @@ class Decoder(keras.layers.Layer):
             "time_span": self.time_span,
             "bos_id": self.bos_id,
             "eos_id": self.eos_id,
+            "dropout": self.dropout,
         }
 
 
@@ -143,7 +160,7 @@ class TrajectoryDecoder(ODEDecoderMixin, Decoder):
 
     def call(self, initial_state, target_inputs, training=None):
         states = self.solve(initial_state, self.token_times(tf.shape(target_inputs)[1]), training)
-        return self.readout(states)
+        return self.readout(self.drop(states, training))
 
     def decode(self, initial_state, max_steps, beam_width=1):
         if beam_width != 1:
@@ -205,13 +222,22 @@ class ODERNNDecoder(ODEDecoderMixin, AutoregressiveDecoder):
 
     `states_at(t)` for t in (t_{k-1}, t_k] returns the flowing state h'(t) and the logits the
     decoder would emit if token k-1 were folded in at t, so at t = t_k they equal `call`'s.
+
+    `kinetic_energy` and `jacobian_norm` weight Finlay et al.'s regularisers of the flows
+    between tokens in training, their integrals summed over the token intervals. A smaller
+    flow keeps h'(t) inside an interval close to where the GRU cell will fold the next token in.
     """
 
     kind = "odernn"
 
-    def __init__(self, vocab_size, units, vector_field=None, solver="rk4", **kwargs):
+    def __init__(
+        self, vocab_size, units, vector_field=None, solver="rk4", kinetic_energy=0.0,
+        jacobian_norm=0.0, **kwargs,
+    ):
         super().__init__(vocab_size, units, **kwargs)
-        self.ode = self.make_ode(vector_field, solver)
+        self.ode = self.make_ode(
+            vector_field, solver, kinetic_energy=kinetic_energy, jacobian_norm=jacobian_norm
+        )
         self.cell = keras.layers.GRUCell(units, name="cell")
 
     def build(self, initial_state_shape, target_inputs_shape=None):
@@ -244,8 +270,11 @@ class ODERNNDecoder(ODEDecoderMixin, AutoregressiveDecoder):
                 "adjoint gradient cannot run inside its per-token loop. Adaptive solvers serve "
                 "at inference (`Seq2SeqODE.with_solver`)."
             )
-        embedded = tf.transpose(self.embedding(target_inputs), [1, 0, 2])
+        embedded = self.drop(self.embedding(target_inputs), training)
+        embedded = tf.transpose(embedded, [1, 0, 2])
         starts = self.token_times(tf.shape(target_inputs)[1]) - self.time_span
+        if training and self.ode.regularized:
+            return self.regularized_folded_states(initial_state, embedded, starts)
 
         def one_token(carry, inputs):
             state, nfe = carry
@@ -258,10 +287,33 @@ class ODERNNDecoder(ODEDecoderMixin, AutoregressiveDecoder):
         )
         return tf.transpose(states, [1, 0, 2]), nfe[-1]
 
+    def regularized_folded_states(self, initial_state, embedded, starts):
+        """`folded_states` in training with the regularisers: each interval's flow integrates
+        ∫||f||² and ∫||εᵀ∂f/∂h||² alongside (one probe ε for the whole sentence); their sums
+        over the intervals, batch means, go to `ODESolve.add_penalty`."""
+        probe = self.ode.draw_probe(initial_state)
+        zero = tf.zeros([tf.shape(initial_state)[0]], tf.float32)
+
+        def one_token(carry, inputs):
+            state, nfe, kinetic, jacobian = carry
+            token_embedding, start = inputs
+            flowed, step_nfe, step_kinetic, step_jacobian = self.ode.solve_with_integrals(
+                tf.cast(state, tf.float32), tf.reshape(start + self.time_span, [1]), start, probe
+            )
+            folded = self.fold(token_embedding, tf.cast(flowed[:, 0], state.dtype))
+            return folded, nfe + step_nfe, kinetic + step_kinetic, jacobian + step_jacobian
+
+        states, nfe, kinetic, jacobian = tf.scan(
+            one_token, (embedded, starts),
+            initializer=(initial_state, tf.constant(0), zero, zero),
+        )
+        self.ode.add_penalty(tf.reduce_mean(kinetic[-1]), tf.reduce_mean(jacobian[-1]))
+        return tf.transpose(states, [1, 0, 2]), nfe[-1]
+
     def call(self, initial_state, target_inputs, training=None):
         states, nfe = self.folded_states(initial_state, target_inputs, training)
         self.last_nfe.assign(nfe)
-        return self.readout(states)
+        return self.readout(self.drop(states, training))
 
     def states_at(self, initial_state, times, target_inputs):
         times = self.check_times(times)
@@ -290,6 +342,8 @@ class ODERNNDecoder(ODEDecoderMixin, AutoregressiveDecoder):
             **super().get_config(),
             "vector_field": keras.saving.serialize_keras_object(self.ode.vector_field),
             "solver": self.ode.get_config()["solver"],
+            "kinetic_energy": self.ode.kinetic_energy,
+            "jacobian_norm": self.ode.jacobian_norm,
         }
 
 
@@ -313,8 +367,9 @@ class GRUDecoder(AutoregressiveDecoder):
         return self.readout(output), output, tf.constant(0)
 
     def call(self, initial_state, target_inputs, training=None):
-        states = self.rnn(self.embedding(target_inputs), initial_state=initial_state)
-        return self.readout(states)
+        embedded = self.drop(self.embedding(target_inputs), training)
+        states = self.rnn(embedded, initial_state=initial_state)
+        return self.readout(self.drop(states, training))
 
     def states_at(self, initial_state, times, target_inputs):
         times = self.check_times(times)

@@ -24,6 +24,7 @@ class GRUEncoder(keras.layers.Layer):
       bidirectional: read the sentence both ways and merge the two final states linearly.
       variational: add the variational head.
       kl_weight: initial value of the KL weight.
+      dropout: in training, the rate at which the token embeddings' entries are zeroed.
 
     Call arguments:
       tokens: `[batch, length]` int, 0 for padding.
@@ -41,17 +42,25 @@ class GRUEncoder(keras.layers.Layer):
         bidirectional: bool = False,
         variational: bool = False,
         kl_weight: float = 1.0,
+        dropout: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
         self.vocab_size = vocab_size
         self.units = units
         self.embedding_dim = embedding_dim
         self.bidirectional = bidirectional
         self.variational = variational
         self.initial_kl_weight = kl_weight
+        self.dropout = dropout
         self.embedding = keras.layers.Embedding(
             vocab_size, embedding_dim, mask_zero=True, name="embedding"
+        )
+        # Created only when used, so models saved without dropout keep their variables.
+        self.embedding_dropout = (
+            keras.layers.Dropout(dropout, seed=11, name="embedding_dropout") if dropout else None
         )
         gru = keras.layers.GRU(units, name="gru")
         if bidirectional:
@@ -84,9 +93,12 @@ class GRUEncoder(keras.layers.Layer):
             self.mean_head.build((None, self.units))
             self.log_variance_head.build((None, self.units))
 
-    def summarise(self, tokens):
-        """The deterministic GRU summary of `tokens`, `[batch, units]`."""
+    def summarise(self, tokens, training=None):
+        """The GRU summary of `tokens`, `[batch, units]` (deterministic unless training with
+        dropout)."""
         embedded = self.embedding(tokens)
+        if self.embedding_dropout is not None:
+            embedded = self.embedding_dropout(embedded, training=training)
         mask = tf.not_equal(tokens, 0)
         summary = self.rnn(embedded, mask=mask)
         if self.merge is not None:
@@ -94,7 +106,7 @@ class GRUEncoder(keras.layers.Layer):
         return summary
 
     def call(self, tokens, training=None):
-        summary = self.summarise(tokens)
+        summary = self.summarise(tokens, training)
         if not self.variational:
             return summary, summary, tf.zeros_like(summary)
         mean = self.mean_head(summary)
@@ -119,4 +131,5 @@ class GRUEncoder(keras.layers.Layer):
             "bidirectional": self.bidirectional,
             "variational": self.variational,
             "kl_weight": self.initial_kl_weight,
+            "dropout": self.dropout,
         }

@@ -252,15 +252,23 @@ class ODESolve(keras.layers.Layer):
         )
         return tf.transpose(states, [1, 0, 2]), stats.num_function_evaluations
 
-    def solve_regularized(self, initial_state, solution_times, initial_time=0.0):
-        """Like `solve`, integrating the kinetic energy and Jacobian norm alongside; adds
-        their weighted batch means to the layer's losses."""
+    def draw_probe(self, initial_state):
+        """The Jacobian term's Gaussian probe, `[batch, units]`, or None without that term."""
+        if self.jacobian_norm <= 0:
+            return None
+        return keras.random.normal(
+            tf.shape(initial_state), dtype=initial_state.dtype, seed=self.seed_generator
+        )
+
+    def solve_with_integrals(self, initial_state, solution_times, initial_time=0.0, probe=None):
+        """Like `solve`, integrating the kinetic energy and Jacobian norm alongside, with no
+        side effects (it runs inside the ODE-RNN's loop).
+
+        Returns:
+          `(states [batch, T, units], nfe, kinetic [batch], jacobian [batch])`, the integrals
+          taken from `initial_time` to the last solution time.
+        """
         units = initial_state.shape[-1]
-        probe = None
-        if self.jacobian_norm > 0:
-            probe = keras.random.normal(
-                tf.shape(initial_state), dtype=initial_state.dtype, seed=self.seed_generator
-            )
         field = regularization.augmented_field(self.vector_field, units, probe)
         states, stats = solvers.odeint(
             field, regularization.with_integrals(initial_state), solution_times, self.solver,
@@ -269,11 +277,23 @@ class ODESolve(keras.layers.Layer):
         states, kinetic, jacobian = regularization.split_integrals(
             tf.transpose(states, [1, 0, 2]), units
         )
-        kinetic, jacobian = tf.reduce_mean(kinetic), tf.reduce_mean(jacobian)
+        return states, stats.num_function_evaluations, kinetic, jacobian
+
+    def add_penalty(self, kinetic, jacobian):
+        """Adds the weighted penalty of the batch-mean integrals (scalars) to the layer's
+        losses and keeps them in `last_kinetic_energy` and `last_jacobian_norm`."""
         self.add_loss(self.kinetic_energy * kinetic + self.jacobian_norm * jacobian)
         self.last_kinetic_energy.assign(kinetic)
         self.last_jacobian_norm.assign(jacobian)
-        return states, stats.num_function_evaluations
+
+    def solve_regularized(self, initial_state, solution_times, initial_time=0.0):
+        """Like `solve`, integrating the kinetic energy and Jacobian norm alongside; adds
+        their weighted batch means to the layer's losses."""
+        states, nfe, kinetic, jacobian = self.solve_with_integrals(
+            initial_state, solution_times, initial_time, self.draw_probe(initial_state)
+        )
+        self.add_penalty(tf.reduce_mean(kinetic), tf.reduce_mean(jacobian))
+        return states, nfe
 
     def call(self, initial_state, solution_times, initial_time=0.0, training=None):
         self.check_trainable(training)

@@ -38,10 +38,13 @@ class Seq2SeqODE(keras.Model):
       word_dropout: in training, the fraction of an autoregressive decoder's input tokens
         replaced by `<unk>` (Bowman et al. 2016), so that it reads the sentence from h(0) rather
         than from its own previous words.
+      dropout: in training, the rate at which entries of the token embeddings (encoder and
+        autoregressive decoder) and of the decoder states read out are zeroed. The flow and
+        inference are untouched.
       tied_embeddings: score tokens against the encoder's embedding matrix (`TiedReadout`)
         instead of a separate `Dense(vocab)` readout.
-      kinetic_energy, jacobian_norm: weights of Finlay et al.'s regularisers of the trajectory
-        decoder's flow (`ODESolve`); their integrals are logged as the `kinetic_energy` and
+      kinetic_energy, jacobian_norm: weights of Finlay et al.'s regularisers of the ODE
+        decoders' flows (`ODESolve`); their integrals are logged as the `kinetic_energy` and
         `jacobian_norm` metrics in training (validation does not compute them and logs 0).
     """
 
@@ -63,15 +66,16 @@ class Seq2SeqODE(keras.Model):
         jacobian_norm: float = 0.0,
         tied_embeddings: bool = False,
         word_dropout: float = 0.0,
+        dropout: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if decoder not in DECODERS:
             raise ValueError(f"Unknown decoder {decoder!r}; expected one of {sorted(DECODERS)}.")
-        if (kinetic_energy or jacobian_norm) and decoder != "trajectory":
+        if (kinetic_energy or jacobian_norm) and decoder == "gru":
             raise ValueError(
-                "The kinetic-energy and Jacobian-norm regularisers apply to the trajectory "
-                f"decoder's flow; the {decoder!r} decoder has none to regularise."
+                "The kinetic-energy and Jacobian-norm regularisers apply to the ODE decoders' "
+                "flows; the discrete 'gru' decoder has none to regularise."
             )
         if not 0.0 <= word_dropout < 1.0:
             raise ValueError(f"word_dropout must be in [0, 1), got {word_dropout}.")
@@ -97,6 +101,7 @@ class Seq2SeqODE(keras.Model):
             jacobian_norm=jacobian_norm,
             tied_embeddings=tied_embeddings,
             word_dropout=word_dropout,
+            dropout=dropout,
         )
         self.seed_generator = keras.random.SeedGenerator(7) if word_dropout else None
         self.max_length = max_length
@@ -107,9 +112,12 @@ class Seq2SeqODE(keras.Model):
             bidirectional=bidirectional,
             variational=variational,
             kl_weight=kl_weight,
+            dropout=dropout,
             name="encoder",
         )
-        common = dict(time_span=time_span, bos_id=BOS_ID, eos_id=EOS_ID, name="decoder")
+        common = dict(
+            time_span=time_span, bos_id=BOS_ID, eos_id=EOS_ID, dropout=dropout, name="decoder"
+        )
         if tied_embeddings:
             common["readout"] = TiedReadout(self.encoder.embedding, name="readout")
         if decoder == "trajectory":
@@ -121,7 +129,8 @@ class Seq2SeqODE(keras.Model):
         elif decoder == "odernn":
             self.decoder = DECODERS[decoder](
                 vocab_size, units, vector_field=vector_field, solver=self.settings["solver"],
-                embedding_dim=embedding_dim, **common,
+                embedding_dim=embedding_dim, kinetic_energy=kinetic_energy,
+                jacobian_norm=jacobian_norm, **common,
             )
         else:
             self.decoder = DECODERS[decoder](vocab_size, units, embedding_dim=embedding_dim, **common)

@@ -226,3 +226,32 @@ def test_word_dropout_replaces_decoder_inputs_in_training_only(tiny_text, tiny_t
         small_model(tiny_text.vocabulary_size, "trajectory", word_dropout=0.1)
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         small_model(tiny_text.vocabulary_size, "gru", word_dropout=1.0)
+
+
+@pytest.mark.parametrize("decoder", ["trajectory", "odernn", "gru"])
+def test_dropout_acts_in_training_only(tiny_text, tiny_tokens, decoder):
+    model = small_model(tiny_text.vocabulary_size, decoder, dropout=0.5)
+    tokens = np.tile(tiny_tokens, [4, 1])
+    inference = model(tokens, training=False).numpy()
+    np.testing.assert_array_equal(model(tokens, training=False).numpy(), inference)
+    first, second = model(tokens, training=True).numpy(), model(tokens, training=True).numpy()
+    assert np.abs(first - inference).max() > 1e-3
+    assert np.abs(first - second).max() > 1e-3  # a fresh mask each call
+    # Inference matches a model without dropout holding the same trained weights.
+    plain = small_model(tiny_text.vocabulary_size, decoder)
+    for target, source in zip(plain.trainable_weights, model.trainable_weights):
+        target.assign(source)
+    np.testing.assert_allclose(plain(tokens, training=False).numpy(), inference, atol=1e-5)
+    assert tfode.Seq2SeqODE.from_config(model.get_config()).settings["dropout"] == 0.5
+
+
+def test_dropout_zeroes_the_encoders_embeddings_at_its_rate(tiny_text, tiny_tokens):
+    model = small_model(tiny_text.vocabulary_size, "gru", dropout=0.3)
+    embedded = model.encoder.embedding(np.tile(tiny_tokens, [50, 1]))
+    dropped = model.encoder.embedding_dropout(embedded, training=True).numpy()
+    assert 0.25 < np.mean(dropped == 0) < 0.35
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        small_model(tiny_text.vocabulary_size, "gru", dropout=1.0)
+    # Without dropout no layer is made, so models saved before the option load unchanged.
+    plain = small_model(tiny_text.vocabulary_size, "odernn")
+    assert plain.encoder.embedding_dropout is None and plain.decoder.dropout_layer is None

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import tfode
 from tfode import regularization, solvers
+from tfode.decoders import ODERNNDecoder
 from tfode.layers import ODESolve, VectorField
 from tfode.text import append_eos
 
@@ -80,9 +81,42 @@ def test_model_logs_the_integrals_and_keeps_the_weights_in_its_config(tiny_text,
     assert (copy.decoder.ode.kinetic_energy, copy.decoder.ode.jacobian_norm) == (0.1, 0.05)
 
 
+def test_odernn_penalty_sums_each_intervals_integrals():
+    # One Euler step per interval: the kinetic integral of interval k is mean(f(h_{k-1})²) · Δt,
+    # h_{k-1} being the folded state the interval starts from.
+    decoder = ODERNNDecoder(
+        30, 6, vector_field={"hidden_units": 8}, solver=solvers.Euler(steps_per_unit=1),
+        embedding_dim=4, time_span=0.5, kinetic_energy=0.3, jacobian_norm=0.0,
+    )
+    initial = tf.random.normal([3, 6], seed=4)
+    inputs = tf.constant([[1, 5, 7, 9], [1, 4, 4, 0], [1, 8, 3, 2]])
+    decoder.build(initial.shape)
+    logits = decoder(initial, inputs, training=True)
+    state, expected = initial, np.zeros(3)
+    for position in range(inputs.shape[1]):
+        derivative = decoder.ode.vector_field(tf.constant(position * 0.5), state)
+        expected += 0.5 * np.mean(derivative.numpy() ** 2, axis=-1)
+        state = decoder.fold(decoder.embedding(inputs[:, position]), state + 0.5 * derivative)
+    np.testing.assert_allclose(decoder.ode.last_kinetic_energy.numpy(), expected.mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(tf.add_n(decoder.losses)), 0.3 * expected.mean(), rtol=1e-5)
+    # The regularised loop computes the same logits as the plain one.
+    np.testing.assert_allclose(logits, decoder(initial, inputs, training=False), atol=1e-5)
+
+
+def test_odernn_trains_with_both_regularisers(tiny_text, tiny_tokens):
+    model = tfode.Seq2SeqODE(
+        tiny_text.vocabulary_size, decoder="odernn", units=16, embedding_dim=8, max_length=8,
+        solver="euler", kinetic_energy=0.1, jacobian_norm=0.05,
+    )
+    model.build((None, None))
+    model.compile(keras.optimizers.Adam(1e-3))
+    history = model.fit(tiny_tokens, append_eos(tiny_tokens), epochs=1, verbose=0)
+    assert history.history["kinetic_energy"][0] > 0 and history.history["jacobian_norm"][0] > 0
+    assert np.isfinite(history.history["loss"][0])
+
+
 def test_regularisers_are_refused_where_there_is_no_flow_to_regularise():
-    for decoder in ("odernn", "gru"):
-        with pytest.raises(ValueError, match="trajectory"):
-            tfode.Seq2SeqODE(50, decoder=decoder, kinetic_energy=0.1)
+    with pytest.raises(ValueError, match="discrete 'gru'"):
+        tfode.Seq2SeqODE(50, decoder="gru", kinetic_energy=0.1)
     with pytest.raises(ValueError, match=">= 0"):
         ODESolve(VectorField(8), "rk4", jacobian_norm=-1.0)
