@@ -23,11 +23,6 @@ import sys
 import training  # noqa: F401  (sets the Keras backend before Keras loads)
 
 DEFAULT_DATA = os.path.join("..", "shared", "data", "fra-eng-dev.zip")
-DECODER_SETTINGS = {
-    # The ODE-RNN folds a token in at every step, so its flow only bridges one token interval:
-    # one Euler step of the gated field there is a GRU-shaped update, at a quarter of RK4's cost.
-    "odernn": {"solver": "euler"},
-}
 
 
 def data_missing(data) -> bool:
@@ -50,7 +45,6 @@ def run_one(decoder, args):
     run_dir = os.path.join(args.out_dir, decoder)
     config = presets.resolve("tatoeba-cpu", {
         "data": args.data, "decoder": decoder, "time_budget": args.budget, "epochs": args.epochs,
-        **DECODER_SETTINGS.get(decoder, {}),
     })
     config["preset"] = "tatoeba-cpu"
     summary_path = os.path.join(run_dir, "train_summary.json")
@@ -75,7 +69,10 @@ def flow(config) -> str:
     if config["decoder"] == "gru":
         return "–"
     steps = f" {config['steps_per_unit']:g}/token" if config["solver"] in ("rk4", "euler") else ""
-    return f"{config['field_type']} field, {config['solver']}{steps}"
+    text = f"{config['field_type']} field, {config['solver']}{steps}"
+    if config["kinetic_energy"] or config["jacobian_norm"]:
+        text += f", λ kinetic {config['kinetic_energy']:g}, λ Jacobian {config['jacobian_norm']:g}"
+    return text
 
 
 def table(results) -> list[str]:
@@ -141,6 +138,8 @@ def settings_line(config) -> str:
         parts.append(f"{config['warmup_steps']}-step warm-up, cosine decay to the end of the budget")
     else:
         parts.append("learning rate halved on validation-loss plateaus")
+    if config["dropout"]:
+        parts.append(f"dropout {config['dropout']:g} on embeddings and read-out states")
     if config["word_dropout"]:
         parts.append(f"word dropout {config['word_dropout']:g}")
     return ", ".join(parts)

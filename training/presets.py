@@ -1,4 +1,8 @@
-"""Named training configurations. A run's configuration is DEFAULTS, then the preset, then flags."""
+"""Named training configurations.
+
+A run's configuration is DEFAULTS, then the preset, then the preset's settings for the run's
+decoder (its "decoders" entry), then the flags.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ DEFAULTS = dict(
     jacobian_norm=0.0,
     tied_embeddings=False,
     word_dropout=0.0,
+    dropout=0.0,
     lr_schedule="plateau",
     warmup_steps=0,
     max_length=20,
@@ -63,29 +68,44 @@ PRESETS = {
     #   30.4 % tied + bidirectional, 31.7 % bidirectional alone, 39.6 % neither, though its
     #   training accuracy over the epoch was higher (35.4 / 31.7 / 26.7 %).
     # One RK4 step per token; the learning rate decays on a cosine to the end of the time budget.
+    # Dropout 0.1 (embeddings and read-out states): 87.4 % free-running token accuracy on 1000
+    # test sentences after 600 s where none gave 83.8 % (trajectory; 67.8 against 67.0 %
+    # validation accuracy after the same 942 steps).
+    # The ODE-RNN folds a token in at every step, so its flow only bridges one token interval:
+    # one Euler step of the gated field there is a GRU-shaped update, at a quarter of RK4's cost.
+    # Its kinetic-energy regulariser (λ 0.1) gave 70.2 % free-running token accuracy and 76.0 %
+    # midpoint consistency on 1000 test sentences after 300 s (942 steps) where none gave
+    # 62.9 % and 51.9 % after the same steps.
     "tatoeba-cpu": dict(
         data="tatoeba", units=256, field_type="gated", batch_size=128, learning_rate=2e-3,
         steps_per_unit=1.0, epochs=100, time_budget=1800, vocab_size=20000, min_count=2,
         tied_embeddings=True, bidirectional=True, lr_schedule="cosine", warmup_steps=100,
+        dropout=0.1, decoders={"odernn": dict(solver="euler", kinetic_energy=0.1)},
     ),
     # A larger model with mixed precision, for a GPU. Untested on a GPU here.
     "gpu": dict(
         data="tatoeba", units=512, field_type="gated", steps_per_unit=2.0, embedding_dim=256,
         batch_size=256, learning_rate=1e-3, epochs=60, mixed_precision=True, min_count=2,
         tied_embeddings=True, bidirectional=True, lr_schedule="cosine", warmup_steps=200,
+        dropout=0.1, decoders={"odernn": dict(solver="euler", steps_per_unit=1.0, kinetic_energy=0.1)},
     ),
 }
 
 
 def resolve(preset: str | None, overrides: dict) -> dict:
-    """DEFAULTS ← PRESETS[preset] ← the overrides that are not None."""
+    """DEFAULTS ← PRESETS[preset] ← the preset's settings for the chosen decoder ← the
+    overrides that are not None."""
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; expected one of {sorted(PRESETS)}.")
-    config = {**DEFAULTS, **PRESETS.get(preset, {})}
     unknown = set(overrides) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"Unknown settings {sorted(unknown)}.")
-    config.update({key: value for key, value in overrides.items() if value is not None})
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    settings = dict(PRESETS.get(preset, {}))
+    per_decoder = settings.pop("decoders", {})
+    config = {**DEFAULTS, **settings}
+    config.update(per_decoder.get(overrides.get("decoder", config["decoder"]), {}))
+    config.update(overrides)
     return config
 
 
@@ -118,4 +138,5 @@ def model_settings(config: dict, vocab_size: int) -> dict:
         jacobian_norm=config["jacobian_norm"],
         tied_embeddings=config["tied_embeddings"],
         word_dropout=config["word_dropout"],
+        dropout=config["dropout"],
     )

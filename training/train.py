@@ -53,12 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--tied-embeddings", action=argparse.BooleanOptionalAction, default=None,
         help="score tokens against the encoder's embeddings (tied readout)")
     add("--word-dropout", type=float, help="fraction of autoregressive decoder inputs replaced by <unk>")
+    add("--dropout", type=float,
+        help="dropout on token embeddings and on the states read out (training only)")
     add("--lr-schedule", choices=["plateau", "cosine"], help="learning-rate schedule")
     add("--warmup-steps", type=int, help="linear learning-rate warm-up (cosine schedule)")
     add("--variational", action=argparse.BooleanOptionalAction, default=None, help="variational latent")
     add("--kl-weight", type=float, help="final KL weight (annealed linearly over the first epoch)")
-    add("--kinetic-energy", type=float, help="weight of the kinetic-energy regulariser (trajectory)")
-    add("--jacobian-norm", type=float, help="weight of the Jacobian-norm regulariser (trajectory)")
+    add("--kinetic-energy", type=float, help="weight of the kinetic-energy regulariser (ODE decoders)")
+    add("--jacobian-norm", type=float, help="weight of the Jacobian-norm regulariser (ODE decoders)")
     add("--max-length", type=int, help="the most tokens a sentence keeps (longer ones are cut and counted)")
     add("--min-words", type=int, help="shortest sentence kept, in words")
     add("--max-words", type=int, help="longest sentence kept, in words")
@@ -98,6 +100,8 @@ def resolve_config(args) -> dict:
     if config["word_dropout"] and config["decoder"] == "trajectory":
         raise ValueError("--word-dropout applies to the odernn and gru decoders (the trajectory "
                          "decoder reads no previous words).")
+    if not 0 <= config["dropout"] < 1:
+        raise ValueError("--dropout must be in [0, 1).")
     if config["warmup_steps"] < 0:
         raise ValueError("--warmup-steps must be at least 0.")
     return config

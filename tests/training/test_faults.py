@@ -147,3 +147,11 @@ def test_step_size_collapse_stops_the_cli_with_its_cause(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "step size collapsed" in result.stderr and "no checkpoint" in result.stderr
     assert not (run_dir / "model.keras").exists() and not (run_dir / "checkpoints" / "last.keras").exists()
+
+
+def test_dropout_out_of_range_is_refused_before_the_run_directory_is_made(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("training.train", "--data", "synthetic", "--preset", "tiny", "--dropout", "1.0",
+                     "--run-dir", str(run_dir), "--quiet")
+    assert result.returncode == 2 and "--dropout must be in [0, 1)" in result.stderr
+    assert not run_dir.exists()
