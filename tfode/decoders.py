@@ -194,12 +194,62 @@ class TrajectoryDecoder(ODEDecoderMixin, Decoder):
 
 
 class AutoregressiveDecoder(Decoder):
-    """Shared by the ODE-RNN and GRU decoders: a GRU cell folds in the previous token."""
+    """Shared by the ODE-RNN and GRU decoders: a GRU cell folds in the previous token.
 
-    def __init__(self, vocab_size, units, embedding_dim=128, **kwargs):
+    With `scheduled_sampling > 0` (Bengio et al. 2015), training folds in, at each step after
+    `<bos>` and independently per sentence, the decoder's own most likely token instead of the
+    target's with probability `sampling_rate` (a non-trainable weight that starts at
+    `scheduled_sampling`; `training.callbacks.SamplingRamp` raises it from 0 over a run). The
+    decoder so learns to continue from its own mistakes, as it must when decoding free-running.
+    Inference and validation always read the given tokens.
+    """
+
+    def __init__(self, vocab_size, units, embedding_dim=128, scheduled_sampling=0.0, **kwargs):
         super().__init__(vocab_size, units, **kwargs)
+        if not 0.0 <= scheduled_sampling <= 1.0:
+            raise ValueError(f"scheduled_sampling must be in [0, 1], got {scheduled_sampling}.")
         self.embedding_dim = embedding_dim
+        self.scheduled_sampling = float(scheduled_sampling)
         self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        # Created only when used, so models saved without it keep their variables.
+        self.sampling_rate = None
+        if scheduled_sampling:
+            self.sampling_rate = self.add_weight(
+                name="sampling_rate", shape=(), dtype="float32", trainable=False,
+                initializer=keras.initializers.Constant(scheduled_sampling),
+            )
+        self.sampling_seed = keras.random.SeedGenerator(11) if scheduled_sampling else None
+
+    def samples(self, training) -> bool:
+        return bool(training) and self.sampling_rate is not None
+
+    def loop_inputs(self, target_inputs, training=None):
+        """What the per-token loop (`tf.scan`) reads at step k, as a tuple of `[n, batch, …]`
+        tensors: the embedded target inputs `[n, batch, embedding_dim]` (dropout applied), or
+        when sampling, the target ids `[n, batch]`, the dropout mask of their embeddings
+        `[n, batch, embedding_dim]` and uniform draws `[n, batch]` (2 at `<bos>`: never
+        sampled). `step_embedding` turns one step's slice into the embedding folded in."""
+        embedded = self.embedding(target_inputs)
+        if not self.samples(training):
+            return (tf.transpose(self.drop(embedded, training), [1, 0, 2]),)
+        mask = self.drop(tf.ones_like(embedded), training)
+        draws = keras.random.uniform(tf.shape(target_inputs), seed=self.sampling_seed)
+        draws = tf.concat([tf.fill([tf.shape(draws)[0], 1], 2.0), draws[:, 1:]], axis=1)
+        return (
+            tf.transpose(target_inputs, [1, 0]),
+            tf.transpose(mask, [1, 0, 2]),
+            tf.transpose(draws, [1, 0]),
+        )
+
+    def step_embedding(self, state, step_inputs):
+        """`[batch, embedding_dim]`: the embedding folded into `state` `[batch, units]` at one
+        step of the loop, from that step's slice of `loop_inputs`."""
+        if len(step_inputs) == 1:
+            return step_inputs[0]
+        tokens, mask, draws = step_inputs
+        predicted = tf.argmax(self.readout(state), axis=-1, output_type=tokens.dtype)
+        tokens = tf.where(draws < self.sampling_rate, predicted, tokens)
+        return self.embedding(tokens) * mask
 
     def decode(self, initial_state, max_steps, beam_width=1):
         return search.beam_search(
@@ -207,7 +257,11 @@ class AutoregressiveDecoder(Decoder):
         )
 
     def get_config(self):
-        return {**super().get_config(), "embedding_dim": self.embedding_dim}
+        return {
+            **super().get_config(),
+            "embedding_dim": self.embedding_dim,
+            "scheduled_sampling": self.scheduled_sampling,
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfode")
@@ -270,24 +324,23 @@ class ODERNNDecoder(ODEDecoderMixin, AutoregressiveDecoder):
                 "adjoint gradient cannot run inside its per-token loop. Adaptive solvers serve "
                 "at inference (`Seq2SeqODE.with_solver`)."
             )
-        embedded = self.drop(self.embedding(target_inputs), training)
-        embedded = tf.transpose(embedded, [1, 0, 2])
+        step_inputs = self.loop_inputs(target_inputs, training)
         starts = self.token_times(tf.shape(target_inputs)[1]) - self.time_span
         if training and self.ode.regularized:
-            return self.regularized_folded_states(initial_state, embedded, starts)
+            return self.regularized_folded_states(initial_state, step_inputs, starts)
 
         def one_token(carry, inputs):
             state, nfe = carry
-            token_embedding, start = inputs
+            step_input, start = inputs
             flowed, step_nfe = self.flow(state, start, start + self.time_span)
-            return self.fold(token_embedding, flowed), nfe + step_nfe
+            return self.fold(self.step_embedding(state, step_input), flowed), nfe + step_nfe
 
         states, nfe = tf.scan(
-            one_token, (embedded, starts), initializer=(initial_state, tf.constant(0))
+            one_token, (step_inputs, starts), initializer=(initial_state, tf.constant(0))
         )
         return tf.transpose(states, [1, 0, 2]), nfe[-1]
 
-    def regularized_folded_states(self, initial_state, embedded, starts):
+    def regularized_folded_states(self, initial_state, step_inputs, starts):
         """`folded_states` in training with the regularisers: each interval's flow integrates
         ∫||f||² and ∫||εᵀ∂f/∂h||² alongside (one probe ε for the whole sentence); their sums
         over the intervals, batch means, go to `ODESolve.add_penalty`."""
@@ -296,15 +349,15 @@ class ODERNNDecoder(ODEDecoderMixin, AutoregressiveDecoder):
 
         def one_token(carry, inputs):
             state, nfe, kinetic, jacobian = carry
-            token_embedding, start = inputs
+            step_input, start = inputs
             flowed, step_nfe, step_kinetic, step_jacobian = self.ode.solve_with_integrals(
                 tf.cast(state, tf.float32), tf.reshape(start + self.time_span, [1]), start, probe
             )
-            folded = self.fold(token_embedding, tf.cast(flowed[:, 0], state.dtype))
+            folded = self.fold(self.step_embedding(state, step_input), tf.cast(flowed[:, 0], state.dtype))
             return folded, nfe + step_nfe, kinetic + step_kinetic, jacobian + step_jacobian
 
         states, nfe, kinetic, jacobian = tf.scan(
-            one_token, (embedded, starts),
+            one_token, (step_inputs, starts),
             initializer=(initial_state, tf.constant(0), zero, zero),
         )
         self.ode.add_penalty(tf.reduce_mean(kinetic[-1]), tf.reduce_mean(jacobian[-1]))
@@ -367,9 +420,22 @@ class GRUDecoder(AutoregressiveDecoder):
         return self.readout(output), output, tf.constant(0)
 
     def call(self, initial_state, target_inputs, training=None):
-        embedded = self.drop(self.embedding(target_inputs), training)
-        states = self.rnn(embedded, initial_state=initial_state)
+        if self.samples(training):
+            states = self.sampled_states(initial_state, target_inputs, training)
+        else:
+            embedded = self.drop(self.embedding(target_inputs), training)
+            states = self.rnn(embedded, initial_state=initial_state)
         return self.readout(self.drop(states, training))
+
+    def sampled_states(self, initial_state, target_inputs, training):
+        """h_1 … h_n `[batch, n, units]` with scheduled sampling: the cell one token at a time."""
+
+        def one_token(state, step_input):
+            output, _ = self.rnn.cell(self.step_embedding(state, step_input), state)
+            return output
+
+        states = tf.scan(one_token, self.loop_inputs(target_inputs, training), initializer=initial_state)
+        return tf.transpose(states, [1, 0, 2])
 
     def states_at(self, initial_state, times, target_inputs):
         times = self.check_times(times)

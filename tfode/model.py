@@ -38,6 +38,9 @@ class Seq2SeqODE(keras.Model):
       word_dropout: in training, the fraction of an autoregressive decoder's input tokens
         replaced by `<unk>` (Bowman et al. 2016), so that it reads the sentence from h(0) rather
         than from its own previous words.
+      scheduled_sampling: in training, the probability with which an autoregressive decoder
+        folds in its own most likely previous token instead of the target's (Bengio et al.
+        2015; see `AutoregressiveDecoder`), so that it learns to recover from its own mistakes.
       dropout: in training, the rate at which entries of the token embeddings (encoder and
         autoregressive decoder) and of the decoder states read out are zeroed. The flow and
         inference are untouched.
@@ -67,6 +70,7 @@ class Seq2SeqODE(keras.Model):
         tied_embeddings: bool = False,
         word_dropout: float = 0.0,
         dropout: float = 0.0,
+        scheduled_sampling: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -83,6 +87,11 @@ class Seq2SeqODE(keras.Model):
             raise ValueError(
                 "Word dropout applies to the autoregressive decoders' inputs; the trajectory "
                 "decoder reads no previous words."
+            )
+        if scheduled_sampling and decoder == "trajectory":
+            raise ValueError(
+                "Scheduled sampling applies to the autoregressive decoders' inputs; the "
+                "trajectory decoder reads no previous words."
             )
         self.settings = dict(
             vocab_size=vocab_size,
@@ -102,6 +111,7 @@ class Seq2SeqODE(keras.Model):
             tied_embeddings=tied_embeddings,
             word_dropout=word_dropout,
             dropout=dropout,
+            scheduled_sampling=scheduled_sampling,
         )
         self.seed_generator = keras.random.SeedGenerator(7) if word_dropout else None
         self.max_length = max_length
@@ -130,10 +140,13 @@ class Seq2SeqODE(keras.Model):
             self.decoder = DECODERS[decoder](
                 vocab_size, units, vector_field=vector_field, solver=self.settings["solver"],
                 embedding_dim=embedding_dim, kinetic_energy=kinetic_energy,
-                jacobian_norm=jacobian_norm, **common,
+                jacobian_norm=jacobian_norm, scheduled_sampling=scheduled_sampling, **common,
             )
         else:
-            self.decoder = DECODERS[decoder](vocab_size, units, embedding_dim=embedding_dim, **common)
+            self.decoder = DECODERS[decoder](
+                vocab_size, units, embedding_dim=embedding_dim,
+                scheduled_sampling=scheduled_sampling, **common,
+            )
         if self.is_ode:
             self.nfe_tracker = keras.metrics.Mean(name="nfe")
         self.integral_trackers = {}

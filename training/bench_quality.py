@@ -64,20 +64,23 @@ def run_one(decoder, args):
     return {"decoder": decoder, "config": config, "train": summary, "greedy": greedy, "beam": beam}
 
 
-def flow(config) -> str:
-    """How a run's ODE was set up, e.g. "gated field, rk4 1/token"."""
-    if config["decoder"] == "gru":
-        return "–"
-    steps = f" {config['steps_per_unit']:g}/token" if config["solver"] in ("rk4", "euler") else ""
-    text = f"{config['field_type']} field, {config['solver']}{steps}"
-    if config["kinetic_energy"] or config["jacobian_norm"]:
-        text += f", λ kinetic {config['kinetic_energy']:g}, λ Jacobian {config['jacobian_norm']:g}"
-    return text
+def decoder_settings(config) -> str:
+    """How a run's decoder was set up, e.g. "gated field, rk4 1/token": its ODE, and scheduled
+    sampling where it had it."""
+    parts = []
+    if config["decoder"] != "gru":
+        steps = f" {config['steps_per_unit']:g}/token" if config["solver"] in ("rk4", "euler") else ""
+        parts.append(f"{config['field_type']} field, {config['solver']}{steps}")
+        if config["kinetic_energy"] or config["jacobian_norm"]:
+            parts.append(f"λ kinetic {config['kinetic_energy']:g}, λ Jacobian {config['jacobian_norm']:g}")
+    if config.get("scheduled_sampling"):
+        parts.append(f"scheduled sampling 0 → {config['scheduled_sampling']:g}")
+    return ", ".join(parts) or "–"
 
 
 def table(results) -> list[str]:
     lines = [
-        "| decoder | flow | search | parameters | token acc | exact | BLEU | perplexity "
+        "| decoder | decoder settings | search | parameters | token acc | exact | BLEU | perplexity "
         "| teacher-forced acc | midpoint consistency | NFE / sentence | wall ms / step | steps |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -87,7 +90,7 @@ def table(results) -> list[str]:
                 continue
             midpoint = metrics.get("midpoint_consistency")
             lines.append(
-                f"| {result['decoder']} | {flow(result['config'])} | {metrics['search']} "
+                f"| {result['decoder']} | {decoder_settings(result['config'])} | {metrics['search']} "
                 f"| {result['train']['parameters']:,} "
                 f"| {100 * metrics['token_accuracy']:.1f} % | {100 * metrics['exact_match']:.1f} % "
                 f"| {metrics['bleu']:.1f} | {metrics['perplexity']:.2f} "

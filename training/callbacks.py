@@ -1,6 +1,6 @@
 """Callbacks that Keras does not ship: atomic checkpoints, a wall-clock budget, a learning-rate
-schedule that can end with that budget, KL annealing, and a stop that names why training went
-wrong."""
+schedule and a scheduled-sampling ramp that can end with that budget, KL annealing, and a stop
+that names why training went wrong."""
 
 from __future__ import annotations
 
@@ -57,31 +57,20 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class CosineSchedule(keras.callbacks.Callback):
-    """Sets the learning rate before every batch: a linear warm-up over `warmup_steps`, then a
-    cosine decay from `base` to `final_fraction * base` by the end of training.
+class ProgressSchedule(keras.callbacks.Callback):
+    """Base of the schedules that follow how far through training a run is.
 
     The end is `seconds` of wall-clock time after training began when a time budget is given (how
     many steps fit in it is not known in advance), otherwise `total_steps` optimizer steps. A run
-    resumed by `BackupAndRestore` starts its budget, and with it this schedule, again.
+    resumed by `BackupAndRestore` starts its budget, and with it the schedule, again.
     """
 
-    def __init__(
-        self,
-        base: float,
-        warmup_steps: int = 0,
-        total_steps: int | None = None,
-        seconds: float | None = None,
-        final_fraction: float = 0.02,
-    ):
+    def __init__(self, total_steps: int | None = None, seconds: float | None = None):
         super().__init__()
         if (total_steps is None) == (seconds is None):
             raise ValueError("Give the schedule's length as exactly one of total_steps or seconds.")
-        self.base = base
-        self.warmup_steps = warmup_steps
         self.total_steps = total_steps
         self.seconds = seconds
-        self.final_fraction = final_fraction
         self.started = None
 
     def on_train_begin(self, logs=None):
@@ -95,6 +84,25 @@ class CosineSchedule(keras.callbacks.Callback):
             done = step / max(1, self.total_steps)
         return min(1.0, max(0.0, done))
 
+
+class CosineSchedule(ProgressSchedule):
+    """Sets the learning rate before every batch: a linear warm-up over `warmup_steps`, then a
+    cosine decay from `base` to `final_fraction * base` by the end of training (see
+    `ProgressSchedule`)."""
+
+    def __init__(
+        self,
+        base: float,
+        warmup_steps: int = 0,
+        total_steps: int | None = None,
+        seconds: float | None = None,
+        final_fraction: float = 0.02,
+    ):
+        super().__init__(total_steps, seconds)
+        self.base = base
+        self.warmup_steps = warmup_steps
+        self.final_fraction = final_fraction
+
     def rate(self, step: int) -> float:
         cosine = 0.5 * (1.0 + math.cos(math.pi * self.progress(step)))
         rate = self.base * (self.final_fraction + (1.0 - self.final_fraction) * cosine)
@@ -105,6 +113,23 @@ class CosineSchedule(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
         self.model.optimizer.learning_rate = self.rate(step)
+
+
+class SamplingRamp(ProgressSchedule):
+    """Raises the autoregressive decoder's scheduled-sampling rate linearly from 0 at the start
+    of training to `target` at its end (see `ProgressSchedule`), so that the decoder first learns
+    from the targets and then, as its own predictions become worth reading, from those."""
+
+    def __init__(self, target: float, total_steps: int | None = None, seconds: float | None = None):
+        super().__init__(total_steps, seconds)
+        self.target = target
+
+    def rate(self, step: int) -> float:
+        return self.target * self.progress(step)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        self.model.decoder.sampling_rate.assign(self.rate(step))
 
 
 class KLAnnealing(keras.callbacks.Callback):

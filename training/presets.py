@@ -30,6 +30,7 @@ DEFAULTS = dict(
     tied_embeddings=False,
     word_dropout=0.0,
     dropout=0.0,
+    scheduled_sampling=0.0,
     lr_schedule="plateau",
     warmup_steps=0,
     max_length=20,
@@ -141,4 +142,5 @@ def model_settings(config: dict, vocab_size: int) -> dict:
         tied_embeddings=config["tied_embeddings"],
         word_dropout=config["word_dropout"],
         dropout=config["dropout"],
+        scheduled_sampling=config["scheduled_sampling"],
     )

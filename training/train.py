@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--tied-embeddings", action=argparse.BooleanOptionalAction, default=None,
         help="score tokens against the encoder's embeddings (tied readout)")
     add("--word-dropout", type=float, help="fraction of autoregressive decoder inputs replaced by <unk>")
+    add("--scheduled-sampling", type=float,
+        help="final probability of feeding an autoregressive decoder its own previous token in "
+        "training (ramped up from 0 over the run)")
     add("--dropout", type=float,
         help="dropout on token embeddings and on the states read out (training only)")
     add("--lr-schedule", choices=["plateau", "cosine"], help="learning-rate schedule")
@@ -100,6 +103,11 @@ def resolve_config(args) -> dict:
     if config["word_dropout"] and config["decoder"] == "trajectory":
         raise ValueError("--word-dropout applies to the odernn and gru decoders (the trajectory "
                          "decoder reads no previous words).")
+    if not 0 <= config["scheduled_sampling"] <= 1:
+        raise ValueError("--scheduled-sampling must be in [0, 1].")
+    if config["scheduled_sampling"] and config["decoder"] == "trajectory":
+        raise ValueError("--scheduled-sampling applies to the odernn and gru decoders (the "
+                         "trajectory decoder reads no previous words).")
     if not 0 <= config["dropout"] < 1:
         raise ValueError("--dropout must be in [0, 1).")
     if config["warmup_steps"] < 0:
@@ -146,6 +154,13 @@ def configure_devices(config: dict):
     return tf.distribute.get_strategy()
 
 
+def schedule_length(config: dict, steps_per_epoch: int) -> dict:
+    """`ProgressSchedule` keyword arguments: the time budget, or `epochs` without one."""
+    if config["time_budget"]:
+        return dict(seconds=config["time_budget"])
+    return dict(total_steps=config["epochs"] * steps_per_epoch)
+
+
 def learning_rate_schedule(config: dict, steps_per_epoch: int):
     """The callback that sets the learning rate: `plateau` halves it when the validation loss
     stalls for two epochs; `cosine` warms up over `warmup_steps` and decays to 2 % of the base
@@ -156,11 +171,9 @@ def learning_rate_schedule(config: dict, steps_per_epoch: int):
 
     if config["lr_schedule"] == "plateau":
         return keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-5)
-    if config["time_budget"]:
-        length = dict(seconds=config["time_budget"])
-    else:
-        length = dict(total_steps=config["epochs"] * steps_per_epoch)
-    return callbacks.CosineSchedule(config["learning_rate"], config["warmup_steps"], **length)
+    return callbacks.CosineSchedule(
+        config["learning_rate"], config["warmup_steps"], **schedule_length(config, steps_per_epoch)
+    )
 
 
 def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=()) -> dict:
@@ -228,6 +241,10 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=()) -> d
         callback_list.append(callbacks.NFELog(os.path.join(run_dir, "nfe.csv")))
     if config["variational"] and config["kl_weight"] > 0:
         callback_list.append(callbacks.KLAnnealing(config["kl_weight"], steps_per_epoch))
+    if config["scheduled_sampling"]:
+        callback_list.append(callbacks.SamplingRamp(
+            config["scheduled_sampling"], **schedule_length(config, steps_per_epoch)
+        ))
     if budget:
         callback_list.append(budget)
     callback_list.extend(extra_callbacks)

@@ -155,3 +155,11 @@ def test_dropout_out_of_range_is_refused_before_the_run_directory_is_made(tmp_pa
                      "--run-dir", str(run_dir), "--quiet")
     assert result.returncode == 2 and "--dropout must be in [0, 1)" in result.stderr
     assert not run_dir.exists()
+
+
+def test_scheduled_sampling_for_the_trajectory_decoder_is_refused_before_the_run_directory_is_made(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("training.train", "--data", "synthetic", "--preset", "tiny", "--decoder", "trajectory",
+                     "--scheduled-sampling", "0.2", "--run-dir", str(run_dir), "--quiet")
+    assert result.returncode == 2 and "--scheduled-sampling applies to the odernn and gru" in result.stderr
+    assert not run_dir.exists()

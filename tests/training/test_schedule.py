@@ -46,3 +46,26 @@ def test_a_run_picks_its_schedule_from_the_config():
     assert train.learning_rate_schedule(config, steps_per_epoch=10).total_steps == 10 * config["epochs"]
     config = presets.resolve("tiny", {})
     assert isinstance(train.learning_rate_schedule(config, 10), keras.callbacks.ReduceLROnPlateau)
+
+
+def test_sampling_ramp_raises_the_decoders_rate_during_fit(tiny_text, tiny_tokens):
+    from tfode.text import append_eos
+
+    ramp = callbacks.SamplingRamp(0.4, total_steps=8)
+    assert [ramp.rate(step) for step in (0, 4, 8, 20)] == pytest.approx([0.0, 0.2, 0.4, 0.4])
+    model = tfode_model(tiny_text.vocabulary_size)
+    model.compile(keras.optimizers.Adam(1e-3))
+    seen = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: seen.append(float(model.decoder.sampling_rate.numpy()))
+    )
+    model.fit(tiny_tokens, append_eos(tiny_tokens), batch_size=1, epochs=1, callbacks=[ramp, record], verbose=0)
+    assert seen == pytest.approx([ramp.rate(step) for step in range(8)])
+
+
+def tfode_model(vocab_size):
+    import tfode
+
+    model = tfode.Seq2SeqODE(vocab_size, decoder="gru", units=16, embedding_dim=8, scheduled_sampling=0.4)
+    model.build((None, None))
+    return model
