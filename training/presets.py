@@ -53,8 +53,13 @@ DEFAULTS = dict(
 )
 
 PRESETS = {
-    # The README's main job: the built-in grammar, small enough for a laptop CPU.
-    "synthetic": dict(data="synthetic", units=128, field_units=128, embedding_dim=64, epochs=12),
+    # The README's main job: the built-in grammar, small enough for a laptop CPU. The learning
+    # rate decays on a cosine over the 12 epochs: at a constant 0.002 the last epochs' validation
+    # accuracy fell from 57.1 to 46.5 % in one run.
+    "synthetic": dict(
+        data="synthetic", units=128, field_units=128, embedding_dim=64, epochs=12,
+        lr_schedule="cosine", warmup_steps=20,
+    ),
     # Minimal settings for tests and smoke runs.
     "tiny": dict(
         units=32, field_units=32, embedding_dim=16, synthetic_size=300, batch_size=32, epochs=2,
