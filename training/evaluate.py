@@ -95,6 +95,7 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
     hypotheses, references = [], []
     bands = scores.rank_bands(text.vocabulary_size)
     band_counts = np.zeros([len(bands), 2], np.int64)
+    error_counts = np.zeros([len(scores.ERROR_KINDS), 2], np.int64)
     for tokens in batches(ids, lengths, batch_size):
         targets = append_eos(tokens).numpy()
         logits = teacher_forced(tokens)
@@ -107,6 +108,7 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
         hits, count, matches = scores.token_matches(decoded.ids.numpy(), targets)
         correct, total, exact = correct + hits, total + count, exact + matches
         band_counts += np.array(scores.matches_by_band(decoded.ids.numpy(), targets, bands))
+        error_counts += np.array(list(scores.error_kinds(decoded.ids.numpy(), targets).values()))
         nfe_sum, nfe_batches = nfe_sum + int(decoded.nfe), nfe_batches + 1
         hypotheses += [s.decode("utf-8") for s in text.decode(decoded.ids).numpy()]
         references += [s.decode("utf-8") for s in text.decode(tokens).numpy()]
@@ -126,6 +128,11 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
         "accuracy_by_frequency": [
             {"band": label, "tokens": int(count), "accuracy": float(hits / count) if count else None}
             for (label, _, _), (hits, count) in zip(bands, band_counts)
+        ],
+        # Sentences by how their free-running decode went wrong, and the target tokens each kind missed.
+        "errors_by_kind": [
+            {"kind": kind, "sentences": int(sentences), "tokens_missed": int(missed)}
+            for kind, (sentences, missed) in zip(scores.ERROR_KINDS, error_counts)
         ],
     }
 

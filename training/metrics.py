@@ -24,6 +24,26 @@ def token_matches(decoded: np.ndarray, targets: np.ndarray) -> tuple[int, int, i
     return int(correct.sum()), int(mask.sum()), int(exact.sum())
 
 
+ERROR_KINDS = ("exact", "one wrong token", "several wrong tokens", "wrong length")
+
+
+def error_kinds(decoded: np.ndarray, targets: np.ndarray, eos_id: int = 2) -> dict:
+    """How the sentences went wrong: `{kind: [sentences, target tokens missed]}` for each of
+    `ERROR_KINDS`. A decode has the wrong length when its first `<eos>` is not where the
+    target's is (or it has none); otherwise it is exact, or has one or several tokens wrong at
+    their positions. Several wrong tokens with the length right is typically one mistake that
+    the following tokens go on from."""
+    decoded, targets = align(decoded, targets)
+    mask = targets != 0
+    missed = ((decoded != targets) & mask).sum(axis=1)
+    target_length = mask.sum(axis=1)
+    is_eos = decoded == eos_id
+    decoded_length = np.where(is_eos.any(axis=1), is_eos.argmax(axis=1) + 1, -1)
+    kinds = np.where(decoded_length != target_length, 3, np.minimum(missed, 2))
+    return {kind: [int((kinds == index).sum()), int(missed[kinds == index].sum())]
+            for index, kind in enumerate(ERROR_KINDS)}
+
+
 def rank_bands(vocabulary_size: int, edges=(100, 1000)) -> list[tuple[str, int, int]]:
     """`(label, first id, end id)` bands of a frequency-ranked vocabulary (ids from 4 up are the
     words, most frequent first): the `edges[0]` most frequent words, the next ones up to

@@ -88,6 +88,11 @@ def write_report(directory, metrics, reconstructions, interpolations, pictures):
         lines += [f"| {band['band']} | {band['tokens']} | "
                   + (f"{band['accuracy']:.3f}" if band["accuracy"] is not None else "–") + " |"
                   for band in metrics["accuracy_by_frequency"]]
+    if metrics.get("errors_by_kind"):
+        lines += ["", "## How the sentences went wrong", "",
+                  "| kind | sentences | target tokens missed |", "|---|---:|---:|"]
+        lines += [f"| {row['kind']} | {row['sentences']} | {row['tokens_missed']} |"
+                  for row in metrics["errors_by_kind"]]
     lines += ["", "## Reconstructions", "", "| input | output |", "|---|---|"]
     lines += [f"| {source} | {output} |" for source, output in reconstructions]
     if metrics.get("mass_transfer"):
