@@ -229,10 +229,12 @@ class AutoregressiveDecoder(Decoder):
         when sampling, the target ids `[n, batch]`, the dropout mask of their embeddings
         `[n, batch, embedding_dim]` and uniform draws `[n, batch]` (2 at `<bos>`: never
         sampled). `step_embedding` turns one step's slice into the embedding folded in."""
-        embedded = self.embedding(target_inputs)
         if not self.samples(training):
-            return (tf.transpose(self.drop(embedded, training), [1, 0, 2]),)
-        mask = self.drop(tf.ones_like(embedded), training)
+            embedded = self.drop(self.embedding(target_inputs), training)
+            return (tf.transpose(embedded, [1, 0, 2]),)
+        # The tokens are embedded inside the loop, once chosen; only the mask's shape is needed here.
+        mask_shape = tf.concat([tf.shape(target_inputs), [self.embedding_dim]], axis=0)
+        mask = self.drop(tf.ones(mask_shape, self.embedding.compute_dtype), training)
         draws = keras.random.uniform(tf.shape(target_inputs), seed=self.sampling_seed)
         draws = tf.concat([tf.fill([tf.shape(draws)[0], 1], 2.0), draws[:, 1:]], axis=1)
         return (
