@@ -10,9 +10,12 @@ and returns the states at `solution_times` together with solver statistics.
 * `Dopri5` and `BDF` are TensorFlow Probability's adaptive solvers (`tfp.math.ode`). Dopri5's
   gradients use TFP's adjoint method (memory constant in the number of steps). BDF is for stiff
   dynamics at inference only: its gradients take minutes per step, so `trainable=False`.
-* `RK4` and `Euler` are fixed-grid methods written here (TFP has none). Each interval between
-  consecutive solution times is split into `ceil(length * steps_per_unit)` equal steps, so the
-  solution times are always hit exactly. Gradients are plain backpropagation through the steps.
+* `RK4` and `Euler` are fixed-grid methods written here (TFP has none). The grid is
+  `initial_time + j / steps_per_unit`; a solution time between two grid points is reached by
+  one partial step from the grid point before it, off the grid. So the states at some times
+  never depend on which other times were asked for: asking for the midpoints between tokens
+  leaves the states at the tokens as they were in training. Gradients are plain
+  backpropagation through the steps.
 
 Everything in this module is pure TensorFlow: the vector field runs hundreds of times per
 training step.
@@ -177,28 +180,72 @@ def _euler_step(vector_field, time, state, step):
 
 def _fixed_grid_solve(vector_field, initial_state, solution_times, solver, initial_time):
     step_fn = _rk4_step if isinstance(solver, RK4) else _euler_step
-    interval_starts = tf.concat([initial_time[None], solution_times[:-1]], axis=0)
-    steps_per_interval = tf.cast(
-        tf.math.ceil((solution_times - interval_starts) * solver.steps_per_unit - 1e-6), tf.int32
-    )
-    steps_per_interval = tf.maximum(steps_per_interval, 0)
+    dtype = initial_state.dtype
+    grid_step = tf.constant(1.0 / solver.steps_per_unit, dtype)
+    # Position of each solution time on the grid, in steps; a time within 1e-6 step of a grid
+    # point is on it.
+    positions = (solution_times - initial_time) * solver.steps_per_unit
+    grid_index = tf.maximum(tf.cast(tf.math.floor(positions + 1e-6), tf.int32), 0)
+    remainders = tf.maximum(positions - tf.cast(grid_index, dtype), 0.0) * grid_step
+    num_steps = tf.reduce_max(tf.concat([[0], grid_index], axis=0))
 
-    def integrate_interval(state, interval):
-        start, end, num_steps = interval
-        step = (end - start) / tf.cast(tf.maximum(num_steps, 1), state.dtype)
+    def grid_step_from(state, index):
+        time = initial_time + tf.cast(index, dtype) * grid_step
+        return step_fn(vector_field, time, state, grid_step)
 
-        def body(index, current):
-            time = start + tf.cast(index, state.dtype) * step
-            return index + 1, step_fn(vector_field, time, current, step)
+    grid_states = tf.scan(grid_step_from, tf.range(num_steps), initializer=initial_state)
+    grid_states = tf.concat([initial_state[None], grid_states], axis=0)
+    states = tf.gather(grid_states, grid_index)  # [T, batch, units]
 
-        _, final = tf.while_loop(lambda index, _: index < num_steps, body, (tf.constant(0), state))
-        return final
+    # Off-grid times: one partial step each from the grid point before it.
+    off_grid = tf.where(remainders > 1e-6 * grid_step)[:, 0]
+    num_partial = tf.shape(off_grid)[0]
 
-    states = tf.scan(
-        integrate_interval,
-        (interval_starts, solution_times, steps_per_interval),
-        initializer=initial_state,
-    )
-    nfe = tf.reduce_sum(steps_per_interval) * solver.evaluations_per_step
+    def with_partial_steps():
+        partial_states = tf.map_fn(
+            lambda args: step_fn(
+                vector_field, initial_time + tf.cast(args[1], dtype) * grid_step, args[0], args[2]
+            ),
+            (tf.gather(states, off_grid), tf.gather(grid_index, off_grid),
+             tf.gather(remainders, off_grid)),
+            fn_output_signature=tf.TensorSpec(initial_state.shape, dtype),
+        )
+        return tf.tensor_scatter_nd_update(states, off_grid[:, None], partial_states)
+
+    states = tf.cond(num_partial > 0, with_partial_steps, lambda: states)
+    nfe = (num_steps + num_partial) * solver.evaluations_per_step
     return states, SolverStats(nfe)
+
+
+def fixed_grid_advance(vector_field, states, start_times, duration, solver):
+    """Moves each row of `states` from its own grid time by the same `duration`, on the grid
+    `odeint` uses: `floor(duration * steps_per_unit)` whole steps, then one partial step.
+
+    Equal to `odeint` from a grid point (the token times of a decoder whose Δt is a whole
+    number of steps), but every row runs at once, each at its own time: the field is called
+    with a `[batch, 1]` time.
+
+    Args:
+      vector_field: `(t, h) -> dh/dt` accepting `t` of shape `[batch, 1]`.
+      states: `[batch, units]`.
+      start_times: `[batch]`, each a point of the solver's grid.
+      duration: a Python float >= 0.
+      solver: `RK4` or `Euler`.
+
+    Returns:
+      `[batch, units]`, the states `duration` later.
+    """
+    if not isinstance(solver, (RK4, Euler)):
+        raise TypeError(f"fixed_grid_advance needs a fixed-grid solver (rk4, euler), got {solver!r}.")
+    step_fn = _rk4_step if isinstance(solver, RK4) else _euler_step
+    grid_step = 1.0 / solver.steps_per_unit
+    whole_steps = int(duration * solver.steps_per_unit + 1e-6)
+    remainder = duration - whole_steps * grid_step
+    time = tf.reshape(tf.cast(start_times, states.dtype), [-1, 1])
+    for _ in range(whole_steps):
+        states = step_fn(vector_field, time, states, grid_step)
+        time = time + grid_step
+    if remainder > 1e-6 * grid_step:
+        states = step_fn(vector_field, time, states, remainder)
+    return states
 
