@@ -26,7 +26,8 @@ import keras
 import tensorflow as tf
 
 from tfode import search
-from tfode.solvers import RK4, Euler
+from tfode.solvers import RK4, Euler, fixed_grid_advance
+from tfode.text import append_eos
 from tfode.layers import GatedVectorField, ODESolve, VectorField
 
 
@@ -128,19 +129,38 @@ class TrajectoryDecoder(ODEDecoderMixin, Decoder):
     giving the flow room beyond the encoder's width; `states_at` returns the full state.
     `kinetic_energy` and `jacobian_norm` weight Finlay et al.'s regularisers in training
     (see `ODESolve`).
+
+    With `midpoint_weight > 0`, training adds that weight times −log(p_k + p_{k+1}) at one
+    midpoint t_k + Δt/2 per sentence, k drawn uniformly: the state between two tokens is asked
+    to hold one of them (midpoint consistency) rather than a third word. It needs a fixed-grid
+    solver whose grid has the token times on it (Δt a whole number of steps), so a midpoint is
+    the same few steps from h(t_k) in training as in `states_at`; its cost is those steps for
+    one row per sentence. The NFE counter does not include them.
     """
 
     kind = "trajectory"
 
     def __init__(
         self, vocab_size, units, vector_field=None, solver="rk4", augment_dim=0,
-        kinetic_energy=0.0, jacobian_norm=0.0, **kwargs,
+        kinetic_energy=0.0, jacobian_norm=0.0, midpoint_weight=0.0, **kwargs,
     ):
         super().__init__(vocab_size, units, **kwargs)
         self.augment_dim = augment_dim
         self.ode = self.make_ode(
             vector_field, solver, kinetic_energy=kinetic_energy, jacobian_norm=jacobian_norm
         )
+        if midpoint_weight < 0:
+            raise ValueError(f"midpoint_weight must be >= 0, got {midpoint_weight}.")
+        if midpoint_weight:
+            steps_per_token = self.time_span * getattr(self.ode.solver, "steps_per_unit", 0.5)
+            if not isinstance(self.ode.solver, FIXED_GRID) or abs(steps_per_token - round(steps_per_token)) > 1e-6:
+                raise ValueError(
+                    "midpoint_weight needs a fixed-grid solver (rk4, euler) with a whole number "
+                    f"of steps per token; got {self.ode.solver.name!r} with Δt = {self.time_span}."
+                )
+        self.midpoint_weight = float(midpoint_weight)
+        # Created only when used, so models saved without the term keep their variables.
+        self.midpoint_seed = keras.random.SeedGenerator(29, name="midpoint_seed") if midpoint_weight else None
 
     def build(self, initial_state_shape, target_inputs_shape=None):
         state_shape = (initial_state_shape[0], self.units + self.augment_dim)
@@ -160,7 +180,38 @@ class TrajectoryDecoder(ODEDecoderMixin, Decoder):
 
     def call(self, initial_state, target_inputs, training=None):
         states = self.solve(initial_state, self.token_times(tf.shape(target_inputs)[1]), training)
+        if training and self.midpoint_weight:
+            self.add_loss(self.midpoint_weight * self.midpoint_loss(states, target_inputs, training))
         return self.readout(self.drop(states, training))
+
+    def midpoint_loss(self, token_states, target_inputs, training=None):
+        """Mean over sentences of −log(p_k + p_{k+1}) at t_k + Δt/2, one k per sentence.
+
+        Args:
+          token_states: `[batch, n, units]`, h(t_1) … h(t_n).
+          target_inputs: `[batch, n]`, `<bos>` and the sentence (its targets end in `<eos>`).
+
+        Returns:
+          float32 scalar; sentences with a single target token (no midpoint) count for nothing.
+        """
+        targets = append_eos(target_inputs[:, 1:])  # [batch, n]
+        lengths = tf.reduce_sum(tf.cast(targets != 0, tf.int32), axis=1)
+        draw = keras.random.uniform(tf.shape(lengths), seed=self.midpoint_seed)
+        index = tf.cast(draw * tf.cast(lengths - 1, tf.float32), tf.int32)  # 0-based k - 1
+        index = tf.clip_by_value(index, 0, tf.maximum(lengths - 2, 0))
+        start = tf.gather(token_states, index, batch_dims=1)
+        midpoint_states = fixed_grid_advance(
+            self.ode.vector_field, start, tf.cast(index + 1, start.dtype) * self.time_span,
+            self.time_span / 2, self.ode.solver,
+        )
+        log_probs = tf.nn.log_softmax(self.readout(self.drop(midpoint_states, training)))
+        neighbours = tf.stack(
+            [tf.gather(targets, index, batch_dims=1), tf.gather(targets, index + 1, batch_dims=1)],
+            axis=1,
+        )  # [batch, 2]
+        pair = tf.reduce_logsumexp(tf.gather(log_probs, neighbours, batch_dims=1), axis=1)
+        valid = tf.cast(lengths >= 2, tf.float32)
+        return -tf.reduce_sum(pair * valid) / tf.maximum(tf.reduce_sum(valid), 1.0)
 
     def decode(self, initial_state, max_steps, beam_width=1):
         if beam_width != 1:
@@ -190,6 +241,7 @@ class TrajectoryDecoder(ODEDecoderMixin, Decoder):
             "augment_dim": self.augment_dim,
             "kinetic_energy": self.ode.kinetic_energy,
             "jacobian_norm": self.ode.jacobian_norm,
+            "midpoint_weight": self.midpoint_weight,
         }
 
 

@@ -32,7 +32,7 @@ class VectorField(keras.layers.Layer):
       layer_norm: normalise each hidden layer's pre-activations (helps keep NFE bounded).
 
     Call arguments:
-      time: float scalar.
+      time: float scalar, or `[batch, 1]` (one time per row: `solvers.fixed_grid_advance`).
       state: `[batch, units]`.
 
     Returns:
@@ -91,8 +91,9 @@ class VectorField(keras.layers.Layer):
         self.output_layer.build((None, self.hidden_units))
 
     def time_features(self, time):
-        """φ(t): `[1, 1 + 2 * num_time_frequencies]` for a scalar `time`."""
-        time = tf.reshape(tf.cast(time, self.compute_dtype), [1, 1])
+        """φ(t): `[1, 1 + 2 * num_time_frequencies]` for a scalar `time`, `[batch, …]` for a
+        `[batch, 1]` one."""
+        time = tf.reshape(tf.cast(time, self.compute_dtype), [-1, 1])
         if not self.time_frequencies:
             return time
         angles = time * tf.constant([self.time_frequencies], dtype=self.compute_dtype)

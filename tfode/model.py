@@ -41,6 +41,9 @@ class Seq2SeqODE(keras.Model):
       scheduled_sampling: in training, the probability with which an autoregressive decoder
         folds in its own most likely previous token instead of the target's (Bengio et al.
         2015; see `AutoregressiveDecoder`), so that it learns to recover from its own mistakes.
+      midpoint_weight: in training, the weight of the trajectory decoder's midpoint term
+        (see `TrajectoryDecoder`), which asks the state halfway between tokens k and k+1 to
+        hold one of the two.
       dropout: in training, the rate at which entries of the token embeddings (encoder and
         autoregressive decoder) and of the decoder states read out are zeroed. The flow and
         inference are untouched.
@@ -71,6 +74,7 @@ class Seq2SeqODE(keras.Model):
         word_dropout: float = 0.0,
         dropout: float = 0.0,
         scheduled_sampling: float = 0.0,
+        midpoint_weight: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -87,6 +91,11 @@ class Seq2SeqODE(keras.Model):
             raise ValueError(
                 "Word dropout applies to the autoregressive decoders' inputs; the trajectory "
                 "decoder reads no previous words."
+            )
+        if midpoint_weight and decoder != "trajectory":
+            raise ValueError(
+                "midpoint_weight trains the trajectory decoder's state between tokens; the "
+                f"{decoder!r} decoder folds in a token at each one instead."
             )
         if scheduled_sampling and decoder == "trajectory":
             raise ValueError(
@@ -112,6 +121,7 @@ class Seq2SeqODE(keras.Model):
             word_dropout=word_dropout,
             dropout=dropout,
             scheduled_sampling=scheduled_sampling,
+            midpoint_weight=midpoint_weight,
         )
         self.seed_generator = keras.random.SeedGenerator(7) if word_dropout else None
         self.max_length = max_length
@@ -134,7 +144,7 @@ class Seq2SeqODE(keras.Model):
             self.decoder = DECODERS[decoder](
                 vocab_size, units, vector_field=vector_field, solver=self.settings["solver"],
                 augment_dim=augment_dim, kinetic_energy=kinetic_energy,
-                jacobian_norm=jacobian_norm, **common,
+                jacobian_norm=jacobian_norm, midpoint_weight=midpoint_weight, **common,
             )
         elif decoder == "odernn":
             self.decoder = DECODERS[decoder](

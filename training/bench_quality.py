@@ -65,14 +65,16 @@ def run_one(decoder, args):
 
 
 def decoder_settings(config) -> str:
-    """How a run's decoder was set up, e.g. "gated field, rk4 1/token": its ODE, and scheduled
-    sampling where it had it."""
+    """How a run's decoder was set up, e.g. "gated field, rk4 1/token": its ODE, and the
+    midpoint term and scheduled sampling where it had them."""
     parts = []
     if config["decoder"] != "gru":
         steps = f" {config['steps_per_unit']:g}/token" if config["solver"] in ("rk4", "euler") else ""
         parts.append(f"{config['field_type']} field, {config['solver']}{steps}")
         if config["kinetic_energy"] or config["jacobian_norm"]:
             parts.append(f"λ kinetic {config['kinetic_energy']:g}, λ Jacobian {config['jacobian_norm']:g}")
+    if config.get("midpoint_weight"):
+        parts.append(f"midpoint term λ {config['midpoint_weight']:g}")
     if config.get("scheduled_sampling"):
         parts.append(f"scheduled sampling 0 → {config['scheduled_sampling']:g}")
     return ", ".join(parts) or "–"

@@ -31,6 +31,7 @@ DEFAULTS = dict(
     word_dropout=0.0,
     dropout=0.0,
     scheduled_sampling=0.0,
+    midpoint_weight=0.0,
     lr_schedule="plateau",
     warmup_steps=0,
     max_length=20,
@@ -99,6 +100,7 @@ PRESETS = {
         dropout=0.1, decoders={
             "odernn": dict(solver="euler", kinetic_energy=0.1, scheduled_sampling=0.5),
             "gru": dict(scheduled_sampling=0.5),
+            "trajectory": dict(midpoint_weight=1.0),
         },
     ),
     # A larger model with mixed precision, for a GPU. Untested on a GPU here.
@@ -159,4 +161,5 @@ def model_settings(config: dict, vocab_size: int) -> dict:
         word_dropout=config["word_dropout"],
         dropout=config["dropout"],
         scheduled_sampling=config["scheduled_sampling"],
+        midpoint_weight=config["midpoint_weight"],
     )

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--scheduled-sampling", type=float,
         help="final probability of feeding an autoregressive decoder its own previous token in "
         "training (ramped up from 0 over the run)")
+    add("--midpoint-weight", type=float,
+        help="weight of the trajectory decoder's midpoint term: −log(p_k + p_k+1) halfway "
+        "between tokens k and k+1")
     add("--dropout", type=float,
         help="dropout on token embeddings and on the states read out (training only)")
     add("--lr-schedule", choices=["plateau", "cosine"], help="learning-rate schedule")
@@ -108,6 +111,11 @@ def resolve_config(args) -> dict:
     if config["scheduled_sampling"] and config["decoder"] == "trajectory":
         raise ValueError("--scheduled-sampling applies to the odernn and gru decoders (the "
                          "trajectory decoder reads no previous words).")
+    if config["midpoint_weight"] < 0:
+        raise ValueError("--midpoint-weight must be at least 0.")
+    if config["midpoint_weight"] and config["decoder"] != "trajectory":
+        raise ValueError("--midpoint-weight applies to the trajectory decoder (the odernn and "
+                         "gru decoders fold in a token between two times).")
     if not 0 <= config["dropout"] < 1:
         raise ValueError("--dropout must be in [0, 1).")
     if config["warmup_steps"] < 0:
