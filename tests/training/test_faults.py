@@ -163,3 +163,12 @@ def test_scheduled_sampling_for_the_trajectory_decoder_is_refused_before_the_run
                      "--scheduled-sampling", "0.2", "--run-dir", str(run_dir), "--quiet")
     assert result.returncode == 2 and "--scheduled-sampling applies to the odernn and gru" in result.stderr
     assert not run_dir.exists()
+
+
+def test_midpoint_weight_for_an_autoregressive_decoder_is_refused_before_the_run_directory_is_made(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("training.train", "--data", "synthetic", "--preset", "tiny", "--decoder", "gru",
+                     "--midpoint-weight", "1", "--run-dir", str(run_dir), "--quiet")
+    assert result.returncode == 2 and "--midpoint-weight applies to the trajectory decoder" in result.stderr
+    assert not run_dir.exists()
+
