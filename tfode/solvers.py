@@ -193,7 +193,13 @@ def _fixed_grid_solve(vector_field, initial_state, solution_times, solver, initi
         time = initial_time + tf.cast(index, dtype) * grid_step
         return step_fn(vector_field, time, state, grid_step)
 
-    grid_states = tf.scan(grid_step_from, tf.range(num_steps), initializer=initial_state)
+    # `tf.scan` cannot stack zero steps of a state whose batch size is unknown (a partial step
+    # from the initial time alone, as the ODE-RNN takes for a time inside its first interval).
+    grid_states = tf.cond(
+        num_steps > 0,
+        lambda: tf.scan(grid_step_from, tf.range(num_steps), initializer=initial_state),
+        lambda: initial_state[None][:0],
+    )
     grid_states = tf.concat([initial_state[None], grid_states], axis=0)
     states = tf.gather(grid_states, grid_index)  # [T, batch, units]
 

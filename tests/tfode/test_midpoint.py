@@ -104,3 +104,17 @@ def test_midpoint_term_is_refused_where_it_cannot_apply(tiny_text):
         trajectory_model(vocab, time_span=0.5)
     with pytest.raises(ValueError, match=">= 0"):
         trajectory_model(vocab, midpoint_weight=-1.0)
+
+
+@pytest.mark.parametrize("decoder", ["odernn", "trajectory"])
+def test_states_between_tokens_in_a_graph_of_unknown_batch_size(tiny_text, tiny_tokens, decoder):
+    # The ODE-RNN reaches a midpoint by a partial step alone (no whole grid step): the solve
+    # must also build when the batch size is only known at run time, as in `training.evaluate`
+    # and the exported signatures.
+    model = trajectory_model(tiny_text.vocabulary_size, midpoint_weight=0.0, decoder=decoder)
+    times = tf.constant([1.5, 2.0, 2.5])
+    graph = tf.function(lambda tokens, at: model.trajectory(tokens, at),
+                        input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.float32)])
+    _, logits = graph(tf.constant(tiny_tokens, tf.int32), times)
+    _, eager = model.trajectory(tiny_tokens, times)
+    np.testing.assert_allclose(logits.numpy(), eager.numpy(), atol=1e-5)
