@@ -193,13 +193,11 @@ def _fixed_grid_solve(vector_field, initial_state, solution_times, solver, initi
         time = initial_time + tf.cast(index, dtype) * grid_step
         return step_fn(vector_field, time, state, grid_step)
 
-    # `tf.scan` cannot stack zero steps of a state whose batch size is unknown (a partial step
-    # from the initial time alone, as the ODE-RNN takes for a time inside its first interval).
-    grid_states = tf.cond(
-        num_steps > 0,
-        lambda: tf.scan(grid_step_from, tf.range(num_steps), initializer=initial_state),
-        lambda: initial_state[None][:0],
-    )
+    # At least one grid step: `tf.scan` cannot stack zero steps of a state whose batch size is
+    # unknown (a partial step from the initial time alone, as the ODE-RNN takes for a time
+    # inside its first interval); the extra step is then never gathered.
+    steps_taken = tf.maximum(num_steps, 1)
+    grid_states = tf.scan(grid_step_from, tf.range(steps_taken), initializer=initial_state)
     grid_states = tf.concat([initial_state[None], grid_states], axis=0)
     states = tf.gather(grid_states, grid_index)  # [T, batch, units]
 
@@ -219,7 +217,7 @@ def _fixed_grid_solve(vector_field, initial_state, solution_times, solver, initi
         return tf.tensor_scatter_nd_update(states, off_grid[:, None], partial_states)
 
     states = tf.cond(num_partial > 0, with_partial_steps, lambda: states)
-    nfe = (num_steps + num_partial) * solver.evaluations_per_step
+    nfe = (steps_taken + num_partial) * solver.evaluations_per_step
     return states, SolverStats(nfe)
 
 
