@@ -30,5 +30,5 @@ def test_decoder_settings_name_the_flow_and_the_sampling():
     assert decoder_settings(odernn) == (
         "gated field, euler 1/token, λ kinetic 0.1, λ Jacobian 0, scheduled sampling 0 → 0.5")
     assert decoder_settings(presets.resolve("tatoeba-cpu", {"decoder": "gru", "scheduled_sampling": 0})) == "–"
-    assert decoder_settings(presets.resolve("tatoeba-cpu", {"decoder": "trajectory"})) == (
+    assert decoder_settings(presets.resolve("tatoeba-cpu", {"decoder": "trajectory", "midpoint_weight": 1})) == (
         "gated field, rk4 1/token, midpoint term λ 1")
