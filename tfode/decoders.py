@@ -152,8 +152,9 @@ class TrajectoryDecoder(ODEDecoderMixin, Decoder):
         if midpoint_weight < 0:
             raise ValueError(f"midpoint_weight must be >= 0, got {midpoint_weight}.")
         if midpoint_weight:
-            steps_per_token = self.time_span * getattr(self.ode.solver, "steps_per_unit", 0.5)
-            if not isinstance(self.ode.solver, FIXED_GRID) or abs(steps_per_token - round(steps_per_token)) > 1e-6:
+            fixed_grid = isinstance(self.ode.solver, FIXED_GRID)
+            steps_per_token = self.time_span * self.ode.solver.steps_per_unit if fixed_grid else 0.0
+            if not fixed_grid or abs(steps_per_token - round(steps_per_token)) > 1e-6:
                 raise ValueError(
                     "midpoint_weight needs a fixed-grid solver (rk4, euler) with a whole number "
                     f"of steps per token; got {self.ode.solver.name!r} with Δt = {self.time_span}."

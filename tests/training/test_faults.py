@@ -149,26 +149,15 @@ def test_step_size_collapse_stops_the_cli_with_its_cause(tmp_path):
     assert not (run_dir / "model.keras").exists() and not (run_dir / "checkpoints" / "last.keras").exists()
 
 
-def test_dropout_out_of_range_is_refused_before_the_run_directory_is_made(tmp_path):
+@pytest.mark.parametrize("flags, message", [
+    (["--dropout", "1.0"], "--dropout must be in [0, 1)"),
+    (["--decoder", "trajectory", "--scheduled-sampling", "0.2"], "--scheduled-sampling applies to the odernn and gru"),
+    (["--decoder", "gru", "--midpoint-weight", "1"], "--midpoint-weight applies to the trajectory decoder"),
+], ids=["dropout-out-of-range", "sampling-for-trajectory", "midpoint-for-gru"])
+def test_bad_training_flags_are_refused_before_the_run_directory_is_made(tmp_path, flags, message):
     run_dir = tmp_path / "run"
-    result = run_cli("training.train", "--data", "synthetic", "--preset", "tiny", "--dropout", "1.0",
+    result = run_cli("training.train", "--data", "synthetic", "--preset", "tiny", *flags,
                      "--run-dir", str(run_dir), "--quiet")
-    assert result.returncode == 2 and "--dropout must be in [0, 1)" in result.stderr
-    assert not run_dir.exists()
-
-
-def test_scheduled_sampling_for_the_trajectory_decoder_is_refused_before_the_run_directory_is_made(tmp_path):
-    run_dir = tmp_path / "run"
-    result = run_cli("training.train", "--data", "synthetic", "--preset", "tiny", "--decoder", "trajectory",
-                     "--scheduled-sampling", "0.2", "--run-dir", str(run_dir), "--quiet")
-    assert result.returncode == 2 and "--scheduled-sampling applies to the odernn and gru" in result.stderr
-    assert not run_dir.exists()
-
-
-def test_midpoint_weight_for_an_autoregressive_decoder_is_refused_before_the_run_directory_is_made(tmp_path):
-    run_dir = tmp_path / "run"
-    result = run_cli("training.train", "--data", "synthetic", "--preset", "tiny", "--decoder", "gru",
-                     "--midpoint-weight", "1", "--run-dir", str(run_dir), "--quiet")
-    assert result.returncode == 2 and "--midpoint-weight applies to the trajectory decoder" in result.stderr
+    assert result.returncode == 2 and message in result.stderr
     assert not run_dir.exists()
 
