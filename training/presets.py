@@ -100,7 +100,7 @@ PRESETS = {
     # against 86.4 / 93.3 / 75.1 % without it (4249 steps, docs/results.md); not adopted. λ 1
     # weighs one midpoint per sentence like all its tokens together. λ 0.1, about one token's
     # worth: midpoint 96.1 %, token accuracy 91.8 %, exact 69.7 % (3569 steps at 506 ms, the
-    # machine slower); the candidate for the next benchmark of all three decoders.
+    # machine slower). Used here: the trajectory decoder's midpoint term at λ 0.1.
     "tatoeba-cpu": dict(
         data="tatoeba", units=256, field_type="gated", batch_size=128, learning_rate=2e-3,
         steps_per_unit=1.0, epochs=100, time_budget=1800, vocab_size=20000, min_count=2,
@@ -108,6 +108,7 @@ PRESETS = {
         dropout=0.1, decoders={
             "odernn": dict(solver="euler", kinetic_energy=0.1, scheduled_sampling=0.5),
             "gru": dict(scheduled_sampling=0.5),
+            "trajectory": dict(midpoint_weight=0.1),
         },
     ),
     # A larger model with mixed precision, for a GPU. Untested on a GPU here.

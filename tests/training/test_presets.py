@@ -14,6 +14,9 @@ def test_preset_settings_for_the_chosen_decoder_come_between_the_preset_and_the_
     flagged = presets.resolve("tatoeba-cpu", {"decoder": "odernn", "kinetic_energy": 0.0})
     assert (flagged["solver"], flagged["kinetic_energy"]) == ("euler", 0.0)
     assert "decoders" not in odernn
+    trajectory = presets.resolve("tatoeba-cpu", {"decoder": "trajectory"})
+    assert (trajectory["midpoint_weight"], trajectory["scheduled_sampling"]) == (0.1, 0.0)
+    assert presets.resolve("tatoeba-cpu", {"decoder": "trajectory", "midpoint_weight": 0})["midpoint_weight"] == 0
 
 
 @pytest.mark.parametrize("preset", sorted(presets.PRESETS))

@@ -89,6 +89,16 @@ def test_cli_rejects_bad_flags_and_missing_data(tmp_path):
     assert result.returncode == 2 and "not a training run" in result.stderr
 
 
+def backed_up_epoch(metadata_path) -> int:
+    """The epoch in BackupAndRestore's metadata file; 0 while it is missing or half-written
+    (Keras rewrites it in place, so a poll can read it empty)."""
+    try:
+        with open(metadata_path) as handle:
+            return json.load(handle).get("epoch", 0)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+
+
 def test_run_killed_mid_epoch_resumes_and_finishes_all_epochs(tmp_path):
     run_dir = str(tmp_path / "killed")
     args = ["training.train", *TINY, "--decoder", "gru", "--run-dir", run_dir, "--epochs", "4",
@@ -98,7 +108,7 @@ def test_run_killed_mid_epoch_resumes_and_finishes_all_epochs(tmp_path):
     metadata = os.path.join(run_dir, "backup", "training_metadata.json")
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
-        if os.path.exists(metadata) and json.load(open(metadata)).get("epoch", 0) >= 1:
+        if backed_up_epoch(metadata) >= 1:
             break
         time.sleep(0.05)
     assert process.poll() is None, "training finished before it could be interrupted"
