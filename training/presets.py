@@ -94,13 +94,14 @@ PRESETS = {
     # greedy on the test split at about the same steps (4154 / 4203), teacher-forced unchanged
     # (97.1 / 97.2 %); GRU 92.6 → 94.3 % (4181 / 4721 steps).
     # Dropout 0.2 instead of 0.1, ODE-RNN, 1800 s: 94.37 % greedy on the test split (3762 steps;
-    # teacher-forced 96.75 %) against the benchmark's 94.42 % (4203 steps; 97.2 %); not adopted.
+    # teacher-forced 96.75 %) against session 5's benchmark's 94.42 % (4203 steps; 97.2 %); not adopted.
     # The trajectory decoder's midpoint term (`--midpoint-weight 1`), 1800 s: midpoint
     # consistency 97.9 % but greedy token accuracy 87.1 %, exact match 53.1 % (4030 steps),
-    # against 86.4 / 93.3 / 75.1 % without it (4249 steps, docs/results.md); not adopted. λ 1
+    # against 86.4 / 93.3 / 75.1 % without it (4249 steps, session 5's benchmark); not adopted. λ 1
     # weighs one midpoint per sentence like all its tokens together. λ 0.1, about one token's
     # worth: midpoint 96.1 %, token accuracy 91.8 %, exact 69.7 % (3569 steps at 506 ms, the
-    # machine slower). Used here: the trajectory decoder's midpoint term at λ 0.1.
+    # machine slower). Used here: the trajectory decoder's midpoint term at λ 0.1; in the
+    # benchmark of all three decoders (docs/results.md) midpoint 95.8 %, token accuracy 91.5 %.
     "tatoeba-cpu": dict(
         data="tatoeba", units=256, field_type="gated", batch_size=128, learning_rate=2e-3,
         steps_per_unit=1.0, epochs=100, time_budget=1800, vocab_size=20000, min_count=2,
