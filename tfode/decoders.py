@@ -121,6 +121,11 @@ class ODEDecoderMixin:
         return ODESolve(vector_field, solver, **regularization, dtype="float32", name="ode")
 
 
+def _is_whole(number: float) -> bool:
+    """True when `number` is a whole number, to within float rounding (1e-6)."""
+    return abs(number - round(number)) <= 1e-6
+
+
 @keras.saving.register_keras_serializable(package="tfode")
 class TrajectoryDecoder(ODEDecoderMixin, Decoder):
     """Non-autoregressive: h(t) = ODESolve(f, h(0), t_1 … t_n); token k = readout(h(t_k)).
@@ -151,14 +156,14 @@ class TrajectoryDecoder(ODEDecoderMixin, Decoder):
         )
         if midpoint_weight < 0:
             raise ValueError(f"midpoint_weight must be >= 0, got {midpoint_weight}.")
-        if midpoint_weight:
-            fixed_grid = isinstance(self.ode.solver, FIXED_GRID)
-            steps_per_token = self.time_span * self.ode.solver.steps_per_unit if fixed_grid else 0.0
-            if not fixed_grid or abs(steps_per_token - round(steps_per_token)) > 1e-6:
-                raise ValueError(
-                    "midpoint_weight needs a fixed-grid solver (rk4, euler) with a whole number "
-                    f"of steps per token; got {self.ode.solver.name!r} with Δt = {self.time_span}."
-                )
+        solver = self.ode.solver
+        if midpoint_weight and not (
+            isinstance(solver, FIXED_GRID) and _is_whole(self.time_span * solver.steps_per_unit)
+        ):
+            raise ValueError(
+                "midpoint_weight needs a fixed-grid solver (rk4, euler) with a whole number "
+                f"of steps per token; got {solver.name!r} with Δt = {self.time_span}."
+            )
         self.midpoint_weight = float(midpoint_weight)
         # Created only when used, so models saved without the term keep their variables.
         self.midpoint_seed = keras.random.SeedGenerator(29, name="midpoint_seed") if midpoint_weight else None
