@@ -30,6 +30,7 @@ DEFAULTS = dict(
     tied_embeddings=False,
     word_dropout=0.0,
     dropout=0.0,
+    label_smoothing=0.0,
     scheduled_sampling=0.0,
     midpoint_weight=0.0,
     lr_schedule="plateau",
@@ -106,7 +107,7 @@ PRESETS = {
         data="tatoeba", units=256, field_type="gated", batch_size=128, learning_rate=2e-3,
         steps_per_unit=1.0, epochs=100, time_budget=1800, vocab_size=20000, min_count=2,
         tied_embeddings=True, bidirectional=True, lr_schedule="cosine", warmup_steps=100,
-        dropout=0.1, decoders={
+        dropout=0.1, label_smoothing=0.1, decoders={
             "odernn": dict(solver="euler", kinetic_energy=0.1, scheduled_sampling=0.5),
             "gru": dict(scheduled_sampling=0.5),
             "trajectory": dict(midpoint_weight=0.1),

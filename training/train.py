@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         "between tokens k and k+1")
     add("--dropout", type=float,
         help="dropout on token embeddings and on the states read out (training only)")
+    add("--label-smoothing", type=float,
+        help="share ε of each target spread over the vocabulary in the training loss")
     add("--lr-schedule", choices=["plateau", "cosine"], help="learning-rate schedule")
     add("--warmup-steps", type=int, help="linear learning-rate warm-up (cosine schedule)")
     add("--variational", action=argparse.BooleanOptionalAction, default=None, help="variational latent")
@@ -118,6 +120,8 @@ def resolve_config(args) -> dict:
                          "gru decoders fold in a token between two times).")
     if not 0 <= config["dropout"] < 1:
         raise ValueError("--dropout must be in [0, 1).")
+    if not 0 <= config["label_smoothing"] < 1:
+        raise ValueError("--label-smoothing must be in [0, 1).")
     if config["warmup_steps"] < 0:
         raise ValueError("--warmup-steps must be at least 0.")
     return config
@@ -191,6 +195,7 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=()) -> d
     import keras
 
     import tfode
+    from tfode import metrics as sequence_metrics
     from training import callbacks, data, pipeline
     from training.rundir import save_model_atomically
 
@@ -229,6 +234,7 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=()) -> d
         model.build((None, None))
         model.compile(
             keras.optimizers.Adam(config["learning_rate"], clipnorm=config["clipnorm"]),
+            loss=sequence_metrics.masked_cross_entropy(config["label_smoothing"]),
         )
     budget = callbacks.TimeBudget(config["time_budget"]) if config["time_budget"] else None
     divergence = callbacks.StopOnDivergence(max_nfe=config["max_nfe"])

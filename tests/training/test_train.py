@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 
 import pytest
 
@@ -32,7 +33,7 @@ def run_cli(module, *args, timeout=600):
 def trained_run(tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("run") / "tiny")
     code = train.main([*TINY, "--decoder", "odernn", "--run-dir", run_dir, "--epochs", "3",
-                       "--learning-rate", "0.01"])
+                       "--learning-rate", "0.01", "--label-smoothing", "0.05"])
     assert code == 0
     return run_dir
 
@@ -47,6 +48,9 @@ def test_two_epochs_of_fit_lower_the_loss_and_write_the_run(trained_run):
     assert os.listdir(os.path.join(trained_run, "logs"))  # TensorBoard events
     config = json.load(open(os.path.join(trained_run, "config.json")))
     assert config["decoder"] == "odernn" and config["preset"] == "tiny" and config["epochs"] == 3
+    with zipfile.ZipFile(os.path.join(trained_run, "model.keras")) as saved:
+        loss = json.loads(saved.read("config.json"))["compile_config"]["loss"]
+    assert loss["config"]["label_smoothing"] == 0.05  # the flag reaches the training loss
 
 
 def test_evaluation_report_holds_numbers(trained_run, tmp_path):
