@@ -34,18 +34,22 @@ class MaskedCrossEntropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         y_true = tf.cast(y_true, tf.int32)
-        log_probs = tf.nn.log_softmax(tf.cast(y_pred, tf.float32))
+        logits = tf.cast(y_pred, tf.float32)
         is_token = tf.not_equal(y_true, PAD_ID)
-        picked = tf.gather(log_probs, tf.where(is_token, y_true, 0)[..., None], batch_dims=2)[..., 0]
-        losses = -picked
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.where(is_token, y_true, 0), logits=logits
+        )
         if self.label_smoothing:
-            uniform = -tf.reduce_mean(log_probs, axis=-1)
+            # mean_v(−log p_v) = logsumexp(logits) − mean(logits)
+            uniform = tf.reduce_logsumexp(logits, axis=-1) - tf.reduce_mean(logits, axis=-1)
             losses = (1.0 - self.label_smoothing) * losses + self.label_smoothing * uniform
         # Keras' own masked losses weight real tokens by positions / tokens, so that the
         # "sum_over_batch_size" reduction averages over the tokens alone: the same here.
         positions = tf.cast(tf.size(y_true), tf.float32)
         tokens = tf.reduce_sum(tf.cast(is_token, tf.float32))
-        return tf.where(is_token, losses * tf.math.divide_no_nan(positions, tokens), 0.0)
+        return tf.where(is_token, losses, 0.0) * tf.where(
+            is_token, tf.math.divide_no_nan(positions, tokens), 0.0
+        )
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
