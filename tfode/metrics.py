@@ -47,9 +47,7 @@ class MaskedCrossEntropy(keras.losses.Loss):
         # "sum_over_batch_size" reduction averages over the tokens alone: the same here.
         positions = tf.cast(tf.size(y_true), tf.float32)
         tokens = tf.reduce_sum(tf.cast(is_token, tf.float32))
-        return tf.where(is_token, losses, 0.0) * tf.where(
-            is_token, tf.math.divide_no_nan(positions, tokens), 0.0
-        )
+        return tf.where(is_token, losses * tf.math.divide_no_nan(positions, tokens), 0.0)
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
