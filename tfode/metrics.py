@@ -36,9 +36,8 @@ class MaskedCrossEntropy(keras.losses.Loss):
         y_true = tf.cast(y_true, tf.int32)
         logits = tf.cast(y_pred, tf.float32)
         is_token = tf.not_equal(y_true, PAD_ID)
-        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=tf.where(is_token, y_true, 0), logits=logits
-        )
+        # Padding's label, PAD_ID = 0, is a valid class: its loss is computed, then masked.
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y_true, logits=logits)
         if self.label_smoothing:
             # mean_v(−log p_v) = logsumexp(logits) − mean(logits)
             uniform = tf.reduce_logsumexp(logits, axis=-1) - tf.reduce_mean(logits, axis=-1)
