@@ -260,14 +260,23 @@ class AutoregressiveDecoder(Decoder):
     `scheduled_sampling`; `training.callbacks.SamplingRamp` raises it from 0 over a run). The
     decoder so learns to continue from its own mistakes, as it must when decoding free-running.
     Inference and validation always read the given tokens.
+
+    With `context_input`, the GRU cell reads h(0) beside each token's embedding, its input
+    `[batch, embedding_dim + units]` (the context vector at every step of Cho et al. 2014): the
+    sentence's code stays in reach at every token instead of only through the state. Free-running
+    search then carries `[h_k, h(0)]`, `[n, 2·units]`, as its state (`search_state`).
     """
 
-    def __init__(self, vocab_size, units, embedding_dim=128, scheduled_sampling=0.0, **kwargs):
+    def __init__(
+        self, vocab_size, units, embedding_dim=128, scheduled_sampling=0.0, context_input=False,
+        **kwargs,
+    ):
         super().__init__(vocab_size, units, **kwargs)
         if not 0.0 <= scheduled_sampling <= 1.0:
             raise ValueError(f"scheduled_sampling must be in [0, 1], got {scheduled_sampling}.")
         self.embedding_dim = embedding_dim
         self.scheduled_sampling = float(scheduled_sampling)
+        self.context_input = bool(context_input)
         self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
         # Created only when used, so models saved without it keep their variables.
         self.sampling_rate = None
@@ -311,9 +320,46 @@ class AutoregressiveDecoder(Decoder):
         tokens = tf.where(draws < self.sampling_rate, predicted, tokens)
         return self.embedding(tokens) * mask
 
+    @property
+    def cell_input_dim(self) -> int:
+        return self.embedding_dim + (self.units if self.context_input else 0)
+
+    def cell_inputs(self, embedded, context):
+        """What the GRU cell reads: `embedded` `[batch, embedding_dim]` or
+        `[batch, n, embedding_dim]`, with `context_input` followed by h(0) `context`
+        `[batch, units]` (repeated over the n positions)."""
+        if not self.context_input:
+            return embedded
+        context = tf.cast(context, embedded.dtype)
+        if embedded.shape.rank == 3:
+            context = tf.repeat(context[:, None], tf.shape(embedded)[1], axis=1)
+        return tf.concat([embedded, context], axis=-1)
+
+    def search_state(self, initial_state):
+        """The state `decode` starts from: h(0) `[batch, units]`, with `context_input`
+        `[h(0), h(0)]` `[batch, 2·units]` so that every beam carries its sentence's code."""
+        if not self.context_input:
+            return initial_state
+        return tf.concat([initial_state, initial_state], axis=-1)
+
+    def step(self, state, tokens, position):
+        """One free-running step (`search.StepFn`) from a `search_state`-shaped `state`."""
+        hidden, context = state, state
+        if self.context_input:
+            hidden, context = state[:, : self.units], state[:, self.units :]
+        new_hidden, nfe = self.advance(hidden, self.cell_inputs(self.embedding(tokens), context), position)
+        new_state = tf.concat([new_hidden, context], axis=-1) if self.context_input else new_hidden
+        return self.readout(new_hidden), new_state, nfe
+
+    def advance(self, state, cell_inputs, position):
+        """`(h_{k+1} [batch, units], nfe)` from h_k `state` at token `position` (0-based),
+        the cell reading `cell_inputs`."""
+        raise NotImplementedError
+
     def decode(self, initial_state, max_steps, beam_width=1):
         return search.beam_search(
-            self.step, initial_state, max_steps, self.bos_id, self.eos_id, beam_width
+            self.step, self.search_state(initial_state), max_steps, self.bos_id, self.eos_id,
+            beam_width,
         )
 
     def get_config(self):
@@ -321,6 +367,7 @@ class AutoregressiveDecoder(Decoder):
             **super().get_config(),
             "embedding_dim": self.embedding_dim,
             "scheduled_sampling": self.scheduled_sampling,
+            "context_input": self.context_input,
         }
 
 
@@ -332,7 +379,9 @@ class ODERNNDecoder(ODEDecoderMixin, AutoregressiveDecoder):
     (`<bos>` first) and token k is read from the result:
 
         h'_k = ODESolve(f, h_{k-1}, t_{k-1} → t_k),  h_k = GRUCell(embed(y_{k-1}), h'_k),
-        logits_k = readout(h_k).
+        logits_k = readout(h_k),
+
+    the cell reading [embed(y_{k-1}), h(0)] instead with `context_input`.
 
     `states_at(t)` for t in (t_{k-1}, t_k] returns the flowing state h'(t) and the logits the
     decoder would emit if token k-1 were folded in at t, so at t = t_k they equal `call`'s.
@@ -357,7 +406,7 @@ class ODERNNDecoder(ODEDecoderMixin, AutoregressiveDecoder):
     def build(self, initial_state_shape, target_inputs_shape=None):
         self.ode.build(initial_state_shape)
         self.embedding.build((None,))
-        self.cell.build((None, self.embedding_dim))
+        self.cell.build((None, self.cell_input_dim))
         self.readout.build(initial_state_shape)
 
     def flow(self, state, start_time, end_time):
@@ -365,15 +414,14 @@ class ODERNNDecoder(ODEDecoderMixin, AutoregressiveDecoder):
         states, nfe = self.ode.solve(tf.cast(state, self.ode.compute_dtype), tf.reshape(end_time, [1]), start_time)
         return tf.cast(states[:, 0], state.dtype), nfe  # float16 GRU state under mixed precision
 
-    def fold(self, embedded, state):
-        output, _ = self.cell(embedded, state)
+    def fold(self, cell_inputs, state):
+        output, _ = self.cell(cell_inputs, state)
         return output
 
-    def step(self, state, tokens, position):
+    def advance(self, state, cell_inputs, position):
         start = tf.cast(position, tf.float32) * self.time_span
         flowed, nfe = self.flow(state, start, start + self.time_span)
-        new_state = self.fold(self.embedding(tokens), flowed)
-        return self.readout(new_state), new_state, nfe
+        return self.fold(cell_inputs, flowed), nfe
 
     def folded_states(self, initial_state, target_inputs, training=None):
         """h_1 … h_n after each fold, `[batch, n, units]`, and the total NFE."""
@@ -393,7 +441,8 @@ class ODERNNDecoder(ODEDecoderMixin, AutoregressiveDecoder):
             state, nfe = carry
             step_input, start = inputs
             flowed, step_nfe = self.flow(state, start, start + self.time_span)
-            return self.fold(self.step_embedding(state, step_input), flowed), nfe + step_nfe
+            embedded = self.step_embedding(state, step_input)
+            return self.fold(self.cell_inputs(embedded, initial_state), flowed), nfe + step_nfe
 
         states, nfe = tf.scan(
             one_token, (step_inputs, starts), initializer=(initial_state, tf.constant(0))
@@ -413,7 +462,8 @@ class ODERNNDecoder(ODEDecoderMixin, AutoregressiveDecoder):
             flowed, step_nfe, step_kinetic, step_jacobian = self.ode.solve_with_integrals(
                 tf.cast(state, tf.float32), tf.reshape(start + self.time_span, [1]), start, probe
             )
-            folded = self.fold(self.step_embedding(state, step_input), tf.cast(flowed[:, 0], state.dtype))
+            inputs = self.cell_inputs(self.step_embedding(state, step_input), initial_state)
+            folded = self.fold(inputs, tf.cast(flowed[:, 0], state.dtype))
             return folded, nfe + step_nfe, kinetic + step_kinetic, jacobian + step_jacobian
 
         states, nfe, kinetic, jacobian = tf.scan(
@@ -440,8 +490,8 @@ class ODERNNDecoder(ODEDecoderMixin, AutoregressiveDecoder):
             time, interval = query
             start_time = tf.cast(interval, tf.float32) * self.time_span
             flowed, _ = self.flow(starts[:, interval], start_time, tf.maximum(time, start_time))
-            token_embedding = self.embedding(target_inputs[:, interval])
-            return tf.cast(flowed, tf.float32), self.readout(self.fold(token_embedding, flowed))
+            inputs = self.cell_inputs(self.embedding(target_inputs[:, interval]), initial_state)
+            return tf.cast(flowed, tf.float32), self.readout(self.fold(inputs, flowed))
 
         states, logits = tf.map_fn(
             at_time,
@@ -462,7 +512,8 @@ class ODERNNDecoder(ODEDecoderMixin, AutoregressiveDecoder):
 
 @keras.saving.register_keras_serializable(package="tfode")
 class GRUDecoder(AutoregressiveDecoder):
-    """The discrete baseline: a GRU of the same width, h_k = GRUCell(embed(y_{k-1}), h_{k-1})."""
+    """The discrete baseline: a GRU of the same width, h_k = GRUCell(embed(y_{k-1}), h_{k-1})
+    ([embed(y_{k-1}), h(0)] with `context_input`)."""
 
     kind = "gru"
 
@@ -472,26 +523,27 @@ class GRUDecoder(AutoregressiveDecoder):
 
     def build(self, initial_state_shape, target_inputs_shape=None):
         self.embedding.build((None,))
-        self.rnn.build((None, None, self.embedding_dim))
+        self.rnn.build((None, None, self.cell_input_dim))
         self.readout.build(initial_state_shape)
 
-    def step(self, state, tokens, position):
-        output, _ = self.rnn.cell(self.embedding(tokens), state)
-        return self.readout(output), output, tf.constant(0)
+    def advance(self, state, cell_inputs, position):
+        output, _ = self.rnn.cell(cell_inputs, state)
+        return output, tf.constant(0)
 
     def call(self, initial_state, target_inputs, training=None):
         if self.samples(training):
             states = self.sampled_states(initial_state, target_inputs, training)
         else:
             embedded = self.drop(self.embedding(target_inputs), training)
-            states = self.rnn(embedded, initial_state=initial_state)
+            states = self.rnn(self.cell_inputs(embedded, initial_state), initial_state=initial_state)
         return self.readout(self.drop(states, training))
 
     def sampled_states(self, initial_state, target_inputs, training):
         """h_1 … h_n `[batch, n, units]` with scheduled sampling: the cell one token at a time."""
 
         def one_token(state, step_input):
-            output, _ = self.rnn.cell(self.step_embedding(state, step_input), state)
+            embedded = self.step_embedding(state, step_input)
+            output, _ = self.rnn.cell(self.cell_inputs(embedded, initial_state), state)
             return output
 
         states = tf.scan(one_token, self.loop_inputs(target_inputs, training), initializer=initial_state)
@@ -499,7 +551,8 @@ class GRUDecoder(AutoregressiveDecoder):
 
     def states_at(self, initial_state, times, target_inputs):
         times = self.check_times(times)
-        states = self.rnn(self.embedding(target_inputs), initial_state=initial_state)
+        embedded = self.cell_inputs(self.embedding(target_inputs), initial_state)
+        states = self.rnn(embedded, initial_state=initial_state)
         intervals = self.interval_index(times, tf.shape(target_inputs)[1])
         states = tf.gather(states, intervals, axis=1)
         return states, self.readout(states)

@@ -41,6 +41,9 @@ class Seq2SeqODE(keras.Model):
       scheduled_sampling: in training, the probability with which an autoregressive decoder
         folds in its own most likely previous token instead of the target's (Bengio et al.
         2015; see `AutoregressiveDecoder`), so that it learns to recover from its own mistakes.
+      context_input: the autoregressive decoders' GRU cell reads h(0) beside each previous
+        token's embedding (Cho et al. 2014's context vector at every step; see
+        `AutoregressiveDecoder`), not only as its initial state.
       midpoint_weight: in training, the weight of the trajectory decoder's midpoint term
         (see `TrajectoryDecoder`), which asks the state halfway between tokens k and k+1 to
         hold one of the two.
@@ -75,6 +78,7 @@ class Seq2SeqODE(keras.Model):
         dropout: float = 0.0,
         scheduled_sampling: float = 0.0,
         midpoint_weight: float = 0.0,
+        context_input: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -102,6 +106,11 @@ class Seq2SeqODE(keras.Model):
                 "Scheduled sampling applies to the autoregressive decoders' inputs; the "
                 "trajectory decoder reads no previous words."
             )
+        if context_input and decoder == "trajectory":
+            raise ValueError(
+                "context_input feeds h(0) to the autoregressive decoders' GRU cell at every "
+                "token; the trajectory decoder has no cell, its whole path starts from h(0)."
+            )
         self.settings = dict(
             vocab_size=vocab_size,
             decoder=decoder,
@@ -122,6 +131,7 @@ class Seq2SeqODE(keras.Model):
             dropout=dropout,
             scheduled_sampling=scheduled_sampling,
             midpoint_weight=midpoint_weight,
+            context_input=bool(context_input),
         )
         self.seed_generator = keras.random.SeedGenerator(7) if word_dropout else None
         self.max_length = max_length
@@ -150,12 +160,13 @@ class Seq2SeqODE(keras.Model):
             self.decoder = DECODERS[decoder](
                 vocab_size, units, vector_field=vector_field, solver=self.settings["solver"],
                 embedding_dim=embedding_dim, kinetic_energy=kinetic_energy,
-                jacobian_norm=jacobian_norm, scheduled_sampling=scheduled_sampling, **common,
+                jacobian_norm=jacobian_norm, scheduled_sampling=scheduled_sampling,
+                context_input=context_input, **common,
             )
         else:
             self.decoder = DECODERS[decoder](
                 vocab_size, units, embedding_dim=embedding_dim,
-                scheduled_sampling=scheduled_sampling, **common,
+                scheduled_sampling=scheduled_sampling, context_input=context_input, **common,
             )
         if self.is_ode:
             self.nfe_tracker = keras.metrics.Mean(name="nfe")

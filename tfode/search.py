@@ -8,8 +8,9 @@ import tensorflow as tf
 
 PAD_ID = 0
 
-# step_fn(state [n, units], previous_tokens [n] int32, position int32 scalar)
-#   -> (logits [n, vocab], new_state [n, units], nfe int32 scalar)
+# step_fn(state [n, width], previous_tokens [n] int32, position int32 scalar)
+#   -> (logits [n, vocab], new_state [n, width], nfe int32 scalar); `width` is the decoder's
+#   choice (its units, or more when the state carries h(0) beside h_k).
 StepFn = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
 
 
@@ -57,7 +58,7 @@ def beam_search(
     eos_id: int,
     beam_width: int = 1,
 ) -> Decoded:
-    """Beam search (greedy when `beam_width == 1`) from `initial_state` `[batch, units]`.
+    """Beam search (greedy when `beam_width == 1`) from `initial_state` `[batch, width]`.
 
     Beams are ranked by the sum of their tokens' log-probabilities (no length penalty); a beam
     that has emitted `<eos>` keeps its score and emits padding. Returns the best beam per row.

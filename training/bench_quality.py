@@ -66,7 +66,7 @@ def run_one(decoder, args):
 
 def decoder_settings(config) -> str:
     """How a run's decoder was set up, e.g. "gated field, rk4 1/token": its ODE, and the
-    midpoint term, scheduled sampling and label smoothing where it had them."""
+    midpoint term, the context input, scheduled sampling and label smoothing where it had them."""
     parts = []
     if config["decoder"] != "gru":
         steps = f" {config['steps_per_unit']:g}/token" if config["solver"] in ("rk4", "euler") else ""
@@ -75,6 +75,8 @@ def decoder_settings(config) -> str:
             parts.append(f"λ kinetic {config['kinetic_energy']:g}, λ Jacobian {config['jacobian_norm']:g}")
     if config.get("midpoint_weight"):
         parts.append(f"midpoint term λ {config['midpoint_weight']:g}")
+    if config.get("context_input"):
+        parts.append("h(0) read at every token")
     if config.get("scheduled_sampling"):
         parts.append(f"scheduled sampling 0 → {config['scheduled_sampling']:g}")
     if config.get("label_smoothing"):

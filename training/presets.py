@@ -32,6 +32,7 @@ DEFAULTS = dict(
     dropout=0.0,
     label_smoothing=0.0,
     scheduled_sampling=0.0,
+    context_input=False,
     midpoint_weight=0.0,
     lr_schedule="plateau",
     warmup_steps=0,
@@ -177,5 +178,6 @@ def model_settings(config: dict, vocab_size: int) -> dict:
         word_dropout=config["word_dropout"],
         dropout=config["dropout"],
         scheduled_sampling=config["scheduled_sampling"],
+        context_input=config["context_input"],
         midpoint_weight=config["midpoint_weight"],
     )

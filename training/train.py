@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--scheduled-sampling", type=float,
         help="final probability of feeding an autoregressive decoder its own previous token in "
         "training (ramped up from 0 over the run)")
+    add("--context-input", action=argparse.BooleanOptionalAction, default=None,
+        help="the autoregressive decoders' GRU cell reads h(0) beside each previous token")
     add("--midpoint-weight", type=float,
         help="weight of the trajectory decoder's midpoint term: −log(p_k + p_k+1) halfway "
         "between tokens k and k+1")
@@ -113,6 +115,9 @@ def resolve_config(args) -> dict:
     if config["scheduled_sampling"] and config["decoder"] == "trajectory":
         raise ValueError("--scheduled-sampling applies to the odernn and gru decoders (the "
                          "trajectory decoder reads no previous words).")
+    if config["context_input"] and config["decoder"] == "trajectory":
+        raise ValueError("--context-input applies to the odernn and gru decoders (the trajectory "
+                         "decoder has no GRU cell to feed).")
     if config["midpoint_weight"] < 0:
         raise ValueError("--midpoint-weight must be at least 0.")
     if config["midpoint_weight"] and config["decoder"] != "trajectory":

@@ -26,11 +26,15 @@ def test_targets_say_met_or_by_how_much_missed_greedy_first_then_beam():
 
 
 def test_decoder_settings_name_the_flow_and_the_sampling():
-    odernn = presets.resolve("tatoeba-cpu", {"decoder": "odernn", "scheduled_sampling": 0.5})
+    odernn = presets.resolve("tatoeba-cpu", {"decoder": "odernn", "scheduled_sampling": 0.5, "context_input": False})
     assert decoder_settings(odernn) == (
         "gated field, euler 1/token, λ kinetic 0.1, λ Jacobian 0, scheduled sampling 0 → 0.5")
-    assert decoder_settings(presets.resolve("tatoeba-cpu", {"decoder": "gru", "scheduled_sampling": 0})) == "–"
-    gru = presets.resolve("tatoeba-cpu", {"decoder": "gru", "label_smoothing": 0.1})
+    odernn["context_input"] = True
+    assert decoder_settings(odernn) == ("gated field, euler 1/token, λ kinetic 0.1, λ Jacobian 0, "
+                                        "h(0) read at every token, scheduled sampling 0 → 0.5")
+    plain_gru = {"decoder": "gru", "scheduled_sampling": 0, "context_input": False}
+    assert decoder_settings(presets.resolve("tatoeba-cpu", plain_gru)) == "–"
+    gru = presets.resolve("tatoeba-cpu", {"decoder": "gru", "label_smoothing": 0.1, "context_input": False})
     assert decoder_settings(gru) == "scheduled sampling 0 → 0.5, label smoothing 0.1"
     assert decoder_settings(presets.resolve("tatoeba-cpu", {"decoder": "trajectory", "midpoint_weight": 1})) == (
         "gated field, rk4 1/token, midpoint term λ 1")

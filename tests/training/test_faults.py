@@ -154,7 +154,9 @@ def test_step_size_collapse_stops_the_cli_with_its_cause(tmp_path):
     (["--decoder", "trajectory", "--scheduled-sampling", "0.2"], "--scheduled-sampling applies to the odernn and gru"),
     (["--decoder", "gru", "--midpoint-weight", "1"], "--midpoint-weight applies to the trajectory decoder"),
     (["--label-smoothing", "1"], "--label-smoothing must be in [0, 1)"),
-], ids=["dropout-out-of-range", "sampling-for-trajectory", "midpoint-for-gru", "smoothing-out-of-range"])
+    (["--decoder", "trajectory", "--context-input"], "--context-input applies to the odernn and gru"),
+], ids=["dropout-out-of-range", "sampling-for-trajectory", "midpoint-for-gru", "smoothing-out-of-range",
+        "context-for-trajectory"])
 def test_bad_training_flags_are_refused_before_the_run_directory_is_made(tmp_path, flags, message):
     run_dir = tmp_path / "run"
     result = run_cli("training.train", "--data", "synthetic", "--preset", "tiny", *flags,
