@@ -51,7 +51,6 @@ def run_config(setting, args) -> dict:
 def run_one(setting, args):
     from training import callbacks, evaluate, train
 
-    kinetic, jacobian = weights(setting, args)
     run_dir = os.path.join(args.out_dir, setting)
     config = run_config(setting, args)
     if os.path.exists(run_dir):
@@ -62,7 +61,8 @@ def run_one(setting, args):
     quarter = max(1, len(nfe) // 4)
     metrics = evaluate.evaluate_in_subprocess(run_dir, limit=args.limit, beam_width=1)
     return {
-        "setting": setting, "kinetic": kinetic, "jacobian": jacobian, "config": config, "train": summary,
+        "setting": setting, "kinetic": config["kinetic_energy"], "jacobian": config["jacobian_norm"],
+        "config": config, "train": summary,
         "nfe_early": statistics.median(nfe[:quarter]) if nfe else float("nan"),
         "nfe_late": statistics.median(nfe[-quarter:]) if nfe else float("nan"),
         "nfe_max": max(nfe) if nfe else float("nan"),
