@@ -44,7 +44,7 @@ from tensorflow_serving.apis import (  # noqa: E402
 )
 
 from serving.model_manager import ModelManager, ServingError  # noqa: E402
-from serving.predict import Limits, predict  # noqa: E402
+from serving.admission import Limits, predict  # noqa: E402
 
 log = logging.getLogger("serving.server")
 

@@ -10,13 +10,23 @@ if os.environ["KERAS_BACKEND"] != "tensorflow":
     )
 
 from tfode.solvers import BDF, RK4, Dopri5, Euler, odeint  # noqa: E402
-from tfode.layers import ODESolve, VectorField  # noqa: E402
+from tfode.fields import GatedVectorField, VectorField  # noqa: E402
+from tfode.ode import ODESolution, ODESolve  # noqa: E402
+from tfode.readout import TiedReadout  # noqa: E402
 from tfode.encoder import GRUEncoder  # noqa: E402
-from tfode.decoders import GRUDecoder, ODERNNDecoder, TrajectoryDecoder  # noqa: E402
+from tfode.decoders import (  # noqa: E402
+    AutoregressiveDecoder, GRUDecoder, GRUStepCell, ODERNNCell, ODERNNDecoder, TrajectoryDecoder,
+)
+from tfode.losses import MaskedCrossEntropy  # noqa: E402
+from tfode.metrics import ExactMatch, MaskedTokenAccuracy  # noqa: E402
 from tfode.model import Seq2SeqODE  # noqa: E402
 from tfode.text import TextProcessor  # noqa: E402
 
+__version__ = "0.3.0"
+
 __all__ = [
-    "BDF", "RK4", "Dopri5", "Euler", "odeint", "ODESolve", "VectorField", "GRUEncoder",
-    "GRUDecoder", "ODERNNDecoder", "TrajectoryDecoder", "Seq2SeqODE", "TextProcessor",
+    "BDF", "RK4", "Dopri5", "Euler", "odeint", "GatedVectorField", "VectorField", "ODESolution",
+    "ODESolve", "TiedReadout", "GRUEncoder", "AutoregressiveDecoder", "GRUDecoder", "GRUStepCell",
+    "ODERNNCell", "ODERNNDecoder", "TrajectoryDecoder", "MaskedCrossEntropy", "ExactMatch",
+    "MaskedTokenAccuracy", "Seq2SeqODE", "TextProcessor",
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tfode.checks import check_rate, derive_seed
+
 
 @keras.saving.register_keras_serializable(package="tfode")
 class GRUEncoder(keras.layers.Layer):
@@ -25,6 +27,8 @@ class GRUEncoder(keras.layers.Layer):
       variational: add the variational head.
       kl_weight: initial value of the KL weight.
       dropout: in training, the rate at which the token embeddings' entries are zeroed.
+      seed: seed of the encoder's random streams (dropout, the variational sample); None draws
+        one from Keras' global seed (`keras.utils.set_random_seed`).
 
     Call arguments:
       tokens: `[batch, length]` int, 0 for padding.
@@ -43,24 +47,30 @@ class GRUEncoder(keras.layers.Layer):
         variational: bool = False,
         kl_weight: float = 1.0,
         dropout: float = 0.0,
+        seed: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
-        self.vocab_size = vocab_size
-        self.units = units
-        self.embedding_dim = embedding_dim
-        self.bidirectional = bidirectional
-        self.variational = variational
-        self.initial_kl_weight = kl_weight
-        self.dropout = dropout
+        if int(vocab_size) < 5:
+            raise ValueError(f"vocab_size must be at least 5 (4 reserved ids and a word), got {vocab_size}.")
+        if int(units) < 1 or int(embedding_dim) < 1:
+            raise ValueError(f"units and embedding_dim must be >= 1, got {units} and {embedding_dim}.")
+        if not kl_weight >= 0:
+            raise ValueError(f"kl_weight must be >= 0, got {kl_weight}.")
+        self.vocab_size = int(vocab_size)
+        self.units = int(units)
+        self.embedding_dim = int(embedding_dim)
+        self.bidirectional = bool(bidirectional)
+        self.variational = bool(variational)
+        self.initial_kl_weight = float(kl_weight)
+        self.dropout = check_rate("dropout", dropout)
+        self.seed = seed
         self.embedding = keras.layers.Embedding(
             vocab_size, embedding_dim, mask_zero=True, name="embedding"
         )
         # Created only when used, so models saved without dropout keep their variables.
         self.embedding_dropout = (
-            keras.layers.Dropout(dropout, seed=11, name="embedding_dropout") if dropout else None
+            keras.layers.Dropout(dropout, seed=derive_seed(seed, 0), name="embedding_dropout") if dropout else None
         )
         gru = keras.layers.GRU(units, name="gru")
         if bidirectional:
@@ -81,7 +91,10 @@ class GRUEncoder(keras.layers.Layer):
             initializer=keras.initializers.Constant(kl_weight),
             trainable=False,
         )
-        self.seed_generator = keras.random.SeedGenerator(1337)
+        # Created only when used, so models saved without the head keep their variables.
+        self.seed_generator = (
+            keras.random.SeedGenerator(derive_seed(seed, 1), name="latent_seed") if variational else None
+        )
 
     def build(self, tokens_shape):
         self.embedding.build(tokens_shape)
@@ -132,4 +145,5 @@ class GRUEncoder(keras.layers.Layer):
             "variational": self.variational,
             "kl_weight": self.initial_kl_weight,
             "dropout": self.dropout,
+            "seed": self.seed,
         }

@@ -31,14 +31,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 import types
 
+import keras
 import tensorflow as tf
 
 from tfode.model import Seq2SeqODE
-from tfode.text import TextProcessor, append_eos
+from tfode import atomic
+from tfode.text import TextProcessor
 
 MAX_SENTENCE_BYTES = 1024
 MAX_INTERPOLATION_STEPS = 64
@@ -170,11 +171,8 @@ class ServingModule(tf.Module):
 
 
 def metadata(model: Seq2SeqODE, text: TextProcessor, beam_width: int) -> dict:
-    config = model.get_config()
     return {
-        "model": {key: config[key] for key in (
-            "decoder", "units", "embedding_dim", "max_length", "solver", "vector_field",
-            "time_span", "augment_dim", "bidirectional", "variational")},
+        "model": keras.saving.serialize_keras_object(model),
         "vocabulary_size": text.vocabulary_size,
         "max_length": text.max_length,
         "beam_width": beam_width,
@@ -229,8 +227,13 @@ def export_saved_model(
     """
     if not model_name or os.sep in model_name or model_name.startswith("."):
         raise ExportError(f"Invalid model name {model_name!r}.")
-    if beam_width != 1 and model.settings["decoder"] == "trajectory":
-        raise ExportError("The trajectory decoder has no beam search; export with beam_width=1.")
+    if beam_width < 1:
+        raise ExportError(f"beam_width must be at least 1, got {beam_width}.")
+    if beam_width != 1 and not model.decoder.autoregressive:
+        raise ExportError(
+            f"The {type(model.decoder).__name__} is non-autoregressive: it has no beam search; "
+            "export with beam_width=1."
+        )
     model_dir = os.path.join(export_base, model_name)
     os.makedirs(model_dir, exist_ok=True)
     existing = [int(name) for name in os.listdir(model_dir) if name.isdigit()]
@@ -242,8 +245,7 @@ def export_saved_model(
     if os.path.exists(final) and not overwrite:
         raise ExportError(f"{final} exists; choose another --version or pass --overwrite.")
 
-    temporary = os.path.join(model_dir, f".tmp-{version}-{os.getpid()}-{time.monotonic_ns()}")
-    try:
+    with atomic.replacing(final) as temporary:
         module = ServingModule(model, text, beam_width)
         signatures = {
             "serving_default": module.decode.get_concrete_function(),
@@ -260,13 +262,4 @@ def export_saved_model(
         with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
             for log in warmup_requests(model_name):
                 writer.write(log.SerializeToString())
-        if os.path.exists(final):  # overwrite: move the old version aside first
-            retired = temporary + ".old"
-            os.rename(final, retired)
-            os.rename(temporary, final)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.rename(temporary, final)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
     return final

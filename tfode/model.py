@@ -1,4 +1,4 @@
-"""`Seq2SeqODE`: the GRU encoder and one of the decoders, as one `keras.Model`."""
+"""`Seq2SeqODE`: an encoder and a decoder composed into one `keras.Model`."""
 
 from __future__ import annotations
 
@@ -6,231 +6,110 @@ import keras
 import tensorflow as tf
 
 from tfode import interpolation, solvers
-from tfode import metrics as sequence_metrics
-from tfode.decoders import DECODERS
+from tfode.decoders.base import Decoder
 from tfode.encoder import GRUEncoder
-from tfode.layers import TiedReadout
+from tfode.losses import MaskedCrossEntropy
+from tfode.metrics import ExactMatch, MaskedTokenAccuracy
 from tfode.search import Decoded
-from tfode.text import BOS_ID, EOS_ID, UNK_ID, prepend_bos
+from tfode.tokens import prepend_bos
 
 
 @keras.saving.register_keras_serializable(package="tfode")
 class Seq2SeqODE(keras.Model):
     """A sentence autoencoder whose decoder may be a Neural ODE.
 
+        model = Seq2SeqODE(
+            encoder=GRUEncoder(vocab_size, units=256, bidirectional=True),
+            decoder=ODERNNDecoder(vocab_size, units=256, vector_field=GatedVectorField(dtype="float32"),
+                                  solver=Euler(steps_per_unit=1)),
+            tied_embeddings=True,
+        )
+
     `call(tokens)` takes `[batch, L]` 0-padded ids and returns teacher-forced logits
     `[batch, L + 1, vocab]` for the sentence followed by `<eos>` (targets:
-    `tfode.text.append_eos(tokens)`).
+    `tfode.tokens.append_eos(tokens)`).
 
     Args:
-      vocab_size: number of token ids (the text pipeline's vocabulary size).
-      decoder: "trajectory" (Neural ODE, non-autoregressive), "odernn" (ODE-RNN,
-        autoregressive) or "gru" (the discrete baseline).
-      units: width of h(0), of the ODE state and of the decoders' GRUs.
-      embedding_dim: token embedding size (encoder and autoregressive decoders).
+      encoder: a `GRUEncoder` (or its config).
+      decoder: a `TrajectoryDecoder`, `ODERNNDecoder` or `GRUDecoder` (or its config), of the
+        encoder's vocabulary size and width.
       max_length: the most tokens a sentence has; free-running decoding runs `max_length + 1`
         steps.
-      solver: solver name or config (`tfode.solvers`), for the ODE decoders.
-      vector_field: `VectorField` keyword arguments, for the ODE decoders.
-      time_span: Δt, the time between two tokens.
-      augment_dim: zeros appended to the state of the trajectory decoder.
-      bidirectional, variational, kl_weight: see `GRUEncoder`.
-      word_dropout: in training, the fraction of an autoregressive decoder's input tokens
-        replaced by `<unk>` (Bowman et al. 2016), so that it reads the sentence from h(0) rather
-        than from its own previous words.
-      scheduled_sampling: in training, the probability with which an autoregressive decoder
-        folds in its own most likely previous token instead of the target's (Bengio et al.
-        2015; see `AutoregressiveDecoder`), so that it learns to recover from its own mistakes.
-      context_input: the autoregressive decoders' GRU cell reads h(0) beside each previous
-        token's embedding (Cho et al. 2014's context vector at every step; see
-        `AutoregressiveDecoder`), not only as its initial state.
-      midpoint_weight: in training, the weight of the trajectory decoder's midpoint term
-        (see `TrajectoryDecoder`), which asks the state halfway between tokens k and k+1 to
-        hold one of the two.
-      dropout: in training, the rate at which entries of the token embeddings (encoder and
-        autoregressive decoder) and of the decoder states read out are zeroed. The flow and
-        inference are untouched.
       tied_embeddings: score tokens against the encoder's embedding matrix (`TiedReadout`)
-        instead of a separate `Dense(vocab)` readout.
-      kinetic_energy, jacobian_norm: weights of Finlay et al.'s regularisers of the ODE
-        decoders' flows (`ODESolve`); their integrals are logged as the `kinetic_energy` and
-        `jacobian_norm` metrics in training (validation does not compute them and logs 0).
+        instead of the decoder's own `Dense(vocab)` readout.
+
+    Training logs, beside the loss and the compiled metrics, `nfe` (the decoder's vector-field
+    evaluations per step) for a decoder with a flow, and `kinetic_energy` / `jacobian_norm`
+    (the regularisers' integrals, training steps only) when the flow is regularised.
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        decoder: str = "trajectory",
-        units: int = 256,
-        embedding_dim: int = 128,
-        max_length: int = 14,
-        solver="rk4",
-        vector_field: dict | None = None,
-        time_span: float = 1.0,
-        augment_dim: int = 0,
-        bidirectional: bool = False,
-        variational: bool = False,
-        kl_weight: float = 1.0,
-        kinetic_energy: float = 0.0,
-        jacobian_norm: float = 0.0,
-        tied_embeddings: bool = False,
-        word_dropout: float = 0.0,
-        dropout: float = 0.0,
-        scheduled_sampling: float = 0.0,
-        midpoint_weight: float = 0.0,
-        context_input: bool = False,
-        **kwargs,
-    ):
+    def __init__(self, encoder, decoder, max_length: int = 20, tied_embeddings: bool = False, **kwargs):
         super().__init__(**kwargs)
-        if decoder not in DECODERS:
-            raise ValueError(f"Unknown decoder {decoder!r}; expected one of {sorted(DECODERS)}.")
-        if (kinetic_energy or jacobian_norm) and decoder == "gru":
+        if isinstance(encoder, dict):
+            encoder = keras.saving.deserialize_keras_object(encoder)
+        if isinstance(decoder, dict):
+            decoder = keras.saving.deserialize_keras_object(decoder)
+        if not isinstance(encoder, GRUEncoder):
+            raise TypeError(f"encoder must be a GRUEncoder, got {type(encoder).__name__}.")
+        if not isinstance(decoder, Decoder):
+            raise TypeError(f"decoder must be a tfode decoder, got {type(decoder).__name__}.")
+        if (encoder.vocab_size, encoder.units) != (decoder.vocab_size, decoder.units):
             raise ValueError(
-                "The kinetic-energy and Jacobian-norm regularisers apply to the ODE decoders' "
-                "flows; the discrete 'gru' decoder has none to regularise."
+                f"The encoder (vocab_size {encoder.vocab_size}, units {encoder.units}) and the decoder "
+                f"(vocab_size {decoder.vocab_size}, units {decoder.units}) must agree."
             )
-        if not 0.0 <= word_dropout < 1.0:
-            raise ValueError(f"word_dropout must be in [0, 1), got {word_dropout}.")
-        if word_dropout and decoder == "trajectory":
-            raise ValueError(
-                "Word dropout applies to the autoregressive decoders' inputs; the trajectory "
-                "decoder reads no previous words."
-            )
-        if midpoint_weight and decoder != "trajectory":
-            raise ValueError(
-                "midpoint_weight trains the trajectory decoder's state between tokens; the "
-                f"{decoder!r} decoder folds in a token at each one instead."
-            )
-        if scheduled_sampling and decoder == "trajectory":
-            raise ValueError(
-                "Scheduled sampling applies to the autoregressive decoders' inputs; the "
-                "trajectory decoder reads no previous words."
-            )
-        if context_input and decoder == "trajectory":
-            raise ValueError(
-                "context_input feeds h(0) to the autoregressive decoders' GRU cell at every "
-                "token; the trajectory decoder has no cell, its whole path starts from h(0)."
-            )
-        self.settings = dict(
-            vocab_size=vocab_size,
-            decoder=decoder,
-            units=units,
-            embedding_dim=embedding_dim,
-            max_length=max_length,
-            solver=solvers.solver_to_config(solvers.solver_from_config(solver)),
-            vector_field=dict(vector_field or {}),
-            time_span=time_span,
-            augment_dim=augment_dim,
-            bidirectional=bidirectional,
-            variational=variational,
-            kl_weight=kl_weight,
-            kinetic_energy=kinetic_energy,
-            jacobian_norm=jacobian_norm,
-            tied_embeddings=tied_embeddings,
-            word_dropout=word_dropout,
-            dropout=dropout,
-            scheduled_sampling=scheduled_sampling,
-            midpoint_weight=midpoint_weight,
-            context_input=bool(context_input),
-        )
-        self.seed_generator = keras.random.SeedGenerator(7) if word_dropout else None
-        self.max_length = max_length
-        self.encoder = GRUEncoder(
-            vocab_size,
-            units,
-            embedding_dim=embedding_dim,
-            bidirectional=bidirectional,
-            variational=variational,
-            kl_weight=kl_weight,
-            dropout=dropout,
-            name="encoder",
-        )
-        common = dict(
-            time_span=time_span, bos_id=BOS_ID, eos_id=EOS_ID, dropout=dropout, name="decoder"
-        )
-        if tied_embeddings:
-            common["readout"] = TiedReadout(self.encoder.embedding, name="readout")
-        if decoder == "trajectory":
-            self.decoder = DECODERS[decoder](
-                vocab_size, units, vector_field=vector_field, solver=self.settings["solver"],
-                augment_dim=augment_dim, kinetic_energy=kinetic_energy,
-                jacobian_norm=jacobian_norm, midpoint_weight=midpoint_weight, **common,
-            )
-        elif decoder == "odernn":
-            self.decoder = DECODERS[decoder](
-                vocab_size, units, vector_field=vector_field, solver=self.settings["solver"],
-                embedding_dim=embedding_dim, kinetic_energy=kinetic_energy,
-                jacobian_norm=jacobian_norm, scheduled_sampling=scheduled_sampling,
-                context_input=context_input, **common,
-            )
-        else:
-            self.decoder = DECODERS[decoder](
-                vocab_size, units, embedding_dim=embedding_dim,
-                scheduled_sampling=scheduled_sampling, context_input=context_input, **common,
-            )
-        if self.is_ode:
-            self.nfe_tracker = keras.metrics.Mean(name="nfe")
-        self.integral_trackers = {}
-        if kinetic_energy or jacobian_norm:
-            self.integral_trackers = {
-                "last_kinetic_energy": keras.metrics.Mean(name="kinetic_energy"),
-                "last_jacobian_norm": keras.metrics.Mean(name="jacobian_norm"),
-            }
+        if int(max_length) < 1:
+            raise ValueError(f"max_length must be >= 1, got {max_length}.")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.max_length = int(max_length)
+        self.tied_embeddings = bool(tied_embeddings)
+        if self.tied_embeddings:
+            decoder.tie_readout(encoder.embedding)
+        self.nfe_tracker = keras.metrics.Mean(name="nfe") if self.is_ode else None
+        self.integral_trackers = None
+        if decoder.regularized:
+            self.integral_trackers = (keras.metrics.Mean(name="kinetic_energy"),
+                                      keras.metrics.Mean(name="jacobian_norm"))
 
     @property
     def is_ode(self) -> bool:
-        return self.settings["decoder"] != "gru"
+        """Whether the decoder has a flow (an ODE solver)."""
+        return self.decoder.solver is not None
 
     def build(self, tokens_shape):
         self.encoder.build(tokens_shape)
-        self.decoder.build((tokens_shape[0], self.settings["units"]), tokens_shape)
+        self.decoder.build((tokens_shape[0], self.encoder.units), tokens_shape)
         self.built = True
 
     def call(self, tokens, training=None):
         h0, _, _ = self.encoder(tokens, training=training)
-        return self.decoder(h0, self.decoder_inputs(tokens, training), training=training)
-
-    def decoder_inputs(self, tokens, training=None):
-        """Teacher-forcing inputs `[batch, L + 1]`: `<bos>` + tokens, with word dropout in
-        training (padding and `<bos>` are never dropped)."""
-        inputs = prepend_bos(tokens)
-        rate = self.settings["word_dropout"]
-        if not (training and rate):
-            return inputs
-        draw = keras.random.uniform(tf.shape(inputs), seed=self.seed_generator)
-        drop = tf.logical_and(draw < rate, inputs > EOS_ID)
-        return tf.where(drop, tf.constant(UNK_ID, inputs.dtype), inputs)
+        output = self.decoder(h0, prepend_bos(tokens), training=training)
+        if self.nfe_tracker is not None:
+            self.nfe_tracker.update_state(tf.cast(output.nfe, tf.float32))
+        if training and self.integral_trackers:
+            self.integral_trackers[0].update_state(output.kinetic_energy)
+            self.integral_trackers[1].update_state(output.jacobian_norm)
+        return output.logits
 
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
         """`keras.Model.compile` with this model's defaults: masked cross-entropy, masked
         token accuracy and exact match (teacher-forced, like any `fit` metric)."""
         if loss is None:
-            loss = sequence_metrics.masked_cross_entropy()
+            loss = MaskedCrossEntropy()
         if metrics is None:
-            metrics = [sequence_metrics.MaskedTokenAccuracy(), sequence_metrics.ExactMatch()]
+            metrics = [MaskedTokenAccuracy(), ExactMatch()]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
+    def get_compile_config(self):
+        return super().get_compile_config()
+
     def compile_from_config(self, config):
-        """Restores the optimizer of a saved model; loss and metrics are this model's defaults."""
-        optimizer = config.get("optimizer")
-        self.compile(keras.optimizers.deserialize(optimizer) if optimizer else "adam")
-
-    _tracing_train_step = False
-
-    def train_step(self, data):
-        self._tracing_train_step = True  # read while the step is traced (or run eagerly)
-        try:
-            return super().train_step(data)
-        finally:
-            self._tracing_train_step = False
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        if self.is_ode:
-            self.nfe_tracker.update_state(tf.cast(self.decoder.last_nfe, tf.float32))
-        if self._tracing_train_step:  # the integrals are computed in training only
-            for name, tracker in self.integral_trackers.items():
-                tracker.update_state(getattr(self.decoder.ode, name))
-        return super().compute_metrics(x, y, y_pred, sample_weight)
+        """Restores the optimizer, loss (label smoothing included) and metrics of a saved model,
+        and builds the optimizer so that its saved state loads too."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
 
     # -- beyond `call` -------------------------------------------------------------------
 
@@ -271,19 +150,37 @@ class Seq2SeqODE(keras.Model):
         )
 
     def with_solver(self, solver) -> "Seq2SeqODE":
-        """A copy of this model with the same weights and another ODE solver (e.g. "bdf" or a
-        tighter `Dopri5` for inference)."""
+        """A copy of this model for inference with the same weights and another ODE solver (a
+        solver value, e.g. `BDF()` or a tighter `Dopri5(rtol=1e-5)`). The flow's training-only
+        terms (regularisers, midpoint term) are left out of the copy."""
         if not self.is_ode:
-            raise ValueError("The discrete GRU decoder has no ODE solver to change.")
-        config = {**self.get_config(), "solver": solver}
+            raise ValueError("The decoder has no ODE solver to change.")
+        config = self.get_config()
+        decoder = config["decoder"]["config"]
+        decoder["solver"] = solvers.solver_to_config(solvers.solver_from_config(solver))
+        for key in ("kinetic_energy", "jacobian_norm", "midpoint_weight"):
+            if key in decoder:
+                decoder[key] = 0.0
         copy = Seq2SeqODE.from_config(config)
         copy.build((None, None))
         copy.set_weights(self.get_weights())
         return copy
 
     def get_config(self):
-        return {**super().get_config(), **self.settings}
+        return {
+            **super().get_config(),
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+            "max_length": self.max_length,
+            "tied_embeddings": self.tied_embeddings,
+        }
 
     @classmethod
     def from_config(cls, config):
+        # The parts are built by the model (`build`), after the readout is tied: drop the build
+        # records that would build them on their own while deserialising.
+        config = dict(config)
+        for part in ("encoder", "decoder"):
+            if isinstance(config.get(part), dict):
+                config[part] = {key: value for key, value in config[part].items() if key != "build_config"}
         return cls(**config)

@@ -6,7 +6,7 @@ from typing import Callable, NamedTuple
 
 import tensorflow as tf
 
-PAD_ID = 0
+from tfode.tokens import PAD_ID, lengths_before_eos
 
 # step_fn(state [n, width], previous_tokens [n] int32, position int32 scalar)
 #   -> (logits [n, vocab], new_state [n, width], nfe int32 scalar); `width` is the decoder's
@@ -28,14 +28,6 @@ class Decoded(NamedTuple):
     scores: tf.Tensor
     lengths: tf.Tensor
     nfe: tf.Tensor
-
-
-def lengths_before_eos(ids: tf.Tensor, eos_id: int) -> tf.Tensor:
-    """`[batch]` int32: the position of the first `<eos>` in `ids` `[batch, steps]`, or `steps`."""
-    is_eos = tf.equal(ids, eos_id)
-    steps = tf.shape(ids)[1]
-    first = tf.argmax(tf.cast(is_eos, tf.int32), axis=1, output_type=tf.int32)
-    return tf.where(tf.reduce_any(is_eos, axis=1), first, steps)
 
 
 def mask_after_eos(ids: tf.Tensor, scores: tf.Tensor, eos_id: int, nfe=0) -> Decoded:

@@ -41,6 +41,15 @@ class AdaptiveSolver:
     first_step_size: float = 0.1
     max_num_steps: int = 1000
 
+    def __post_init__(self):
+        for field in ("rtol", "atol", "first_step_size"):
+            value = getattr(self, field)
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise ValueError(f"{type(self).__name__}: {field} must be a positive number, got {value!r}.")
+        if not (isinstance(self.max_num_steps, int) and self.max_num_steps >= 1):
+            raise ValueError(f"{type(self).__name__}: max_num_steps must be a positive integer, "
+                             f"got {self.max_num_steps!r}.")
+
 
 @dataclasses.dataclass(frozen=True)
 class Dopri5(AdaptiveSolver):
@@ -61,24 +70,37 @@ class BDF(AdaptiveSolver):
 
 
 @dataclasses.dataclass(frozen=True)
-class RK4:
-    """Classic fourth-order Runge–Kutta on a fixed grid of `steps_per_unit` steps per unit time."""
+class FixedGridSolver:
+    """A fixed grid of `steps_per_unit` steps per unit of time (> 0)."""
 
     steps_per_unit: float = 2.0
 
-    name = "rk4"
     trainable = True
+
+    def __post_init__(self):
+        value = self.steps_per_unit
+        if not (isinstance(value, (int, float)) and value > 0):
+            raise ValueError(f"{type(self).__name__}: steps_per_unit must be a positive number, got {value!r}.")
+
+    def has_on_grid(self, duration: float) -> bool:
+        """Whether `duration` is a whole number of grid steps (to within 1e-6)."""
+        steps = duration * self.steps_per_unit
+        return abs(steps - round(steps)) <= 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class RK4(FixedGridSolver):
+    """Classic fourth-order Runge–Kutta on a fixed grid of `steps_per_unit` steps per unit time."""
+
+    name = "rk4"
     evaluations_per_step = 4
 
 
 @dataclasses.dataclass(frozen=True)
-class Euler:
+class Euler(FixedGridSolver):
     """Explicit Euler on a fixed grid of `steps_per_unit` steps per unit time."""
 
-    steps_per_unit: float = 4.0
-
     name = "euler"
-    trainable = True
     evaluations_per_step = 1
 
 
@@ -97,6 +119,8 @@ def solver_from_config(config: dict | str | Solver) -> Solver:
         return config
     if isinstance(config, str):
         config = {"name": config}
+    if not isinstance(config, dict):
+        raise TypeError(f"Not an ODE solver or solver config: {config!r}")
     config = dict(config)
     name = config.pop("name", None)
     if name not in SOLVERS:
@@ -144,7 +168,7 @@ def odeint(
     initial_time = tf.cast(initial_time, dtype)
     if isinstance(solver, AdaptiveSolver):
         return _tfp_solve(vector_field, initial_state, solution_times, solver, initial_time)
-    if isinstance(solver, (RK4, Euler)):
+    if isinstance(solver, FixedGridSolver):
         return _fixed_grid_solve(vector_field, initial_state, solution_times, solver, initial_time)
     raise TypeError(f"Not an ODE solver: {solver!r}")
 
@@ -239,7 +263,7 @@ def fixed_grid_advance(vector_field, states, start_times, duration, solver):
     Returns:
       `[batch, units]`, the states `duration` later.
     """
-    if not isinstance(solver, (RK4, Euler)):
+    if not isinstance(solver, FixedGridSolver):
         raise TypeError(f"fixed_grid_advance needs a fixed-grid solver (rk4, euler), got {solver!r}.")
     step_fn = _rk4_step if isinstance(solver, RK4) else _euler_step
     grid_step = 1.0 / solver.steps_per_unit

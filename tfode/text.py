@@ -22,11 +22,8 @@ from typing import Iterable, NamedTuple
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from tfode.search import lengths_before_eos
-
-PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
-RESERVED_TOKENS = (PAD, BOS, EOS, UNK)
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
+from tfode import atomic
+from tfode.tokens import EOS_ID, PAD_ID, RESERVED_TOKENS, UNK, UNK_ID, lengths_before_eos
 
 VOCABULARY_FILE = "vocab.txt"
 TEXT_CONFIG_FILE = "text_config.json"
@@ -99,7 +96,7 @@ class TextProcessor(tf.Module):
       max_length: the most tokens a sentence keeps.
     """
 
-    def __init__(self, vocabulary_path: str, max_length: int = 14, name: str | None = None):
+    def __init__(self, vocabulary_path: str, max_length: int = 20, name: str | None = None):
         super().__init__(name=name)
         self.vocabulary_path = vocabulary_path
         self.max_length = int(max_length)
@@ -132,7 +129,7 @@ class TextProcessor(tf.Module):
         )
 
     @classmethod
-    def from_sentences(cls, sentences, directory, max_length=14, max_size=None, min_count=1):
+    def from_sentences(cls, sentences, directory, max_length=20, max_size=None, min_count=1):
         """Builds the vocabulary of `sentences`, writes it into `directory`, returns the processor."""
         vocabulary = build_vocabulary(sentences, max_size=max_size, min_count=min_count)
         write_vocabulary(vocabulary, directory, max_length)
@@ -187,23 +184,6 @@ class TextProcessor(tf.Module):
         return tf.strings.reduce_join(words, axis=1, separator=" ")
 
 
-def append_eos(ids: tf.Tensor) -> tf.Tensor:
-    """Targets of the autoencoder: `[batch, L]` 0-padded ids → `[batch, L + 1]` with `<eos>`
-    right after each sentence's last token."""
-    ids = tf.convert_to_tensor(ids)
-    lengths = tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1)
-    padded = tf.pad(ids, [[0, 0], [0, 1]])
-    eos = tf.one_hot(lengths, tf.shape(padded)[1], dtype=ids.dtype) * EOS_ID
-    return padded + eos
-
-
-def prepend_bos(ids: tf.Tensor) -> tf.Tensor:
-    """Teacher-forcing inputs: `[batch, L]` → `[batch, L + 1]` starting with `<bos>`."""
-    ids = tf.convert_to_tensor(ids)
-    bos = tf.fill([tf.shape(ids)[0], 1], tf.constant(BOS_ID, ids.dtype))
-    return tf.concat([bos, ids], axis=1)
-
-
 def write_vocabulary(vocabulary: list[str], directory: str, max_length: int) -> None:
     """Writes `vocab.txt` and `text_config.json` into `directory` (each file atomically)."""
     if list(vocabulary[: len(RESERVED_TOKENS)]) != list(RESERVED_TOKENS):
@@ -212,18 +192,11 @@ def write_vocabulary(vocabulary: list[str], directory: str, max_length: int) -> 
     if bad:
         raise ValueError(f"Vocabulary tokens must be non-empty single words: {bad[:5]}")
     os.makedirs(directory, exist_ok=True)
-    _write_atomically(os.path.join(directory, VOCABULARY_FILE), "\n".join(vocabulary) + "\n")
-    _write_atomically(
+    atomic.write_text(os.path.join(directory, VOCABULARY_FILE), "\n".join(vocabulary) + "\n")
+    atomic.write_text(
         os.path.join(directory, TEXT_CONFIG_FILE),
         json.dumps({"max_length": int(max_length), "vocabulary_size": len(vocabulary)}, indent=2),
     )
-
-
-def _write_atomically(path: str, text: str) -> None:
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(temporary, path)
 
 
 def _count_lines(path: str) -> int:

@@ -16,32 +16,32 @@ import training  # noqa: F401  (sets the Keras backend)
 import keras
 import numpy as np
 
-import tfode
-from tfode.text import append_eos
+from tfode.tokens import append_eos
+from training import builder, presets
 
 SETTINGS = [
-    ("trajectory", "dopri5", {"name": "dopri5", "rtol": 1e-3, "atol": 1e-4}),
-    ("trajectory", "rk4 (2/token)", {"name": "rk4", "steps_per_unit": 2}),
-    ("trajectory", "rk4 (1/token)", {"name": "rk4", "steps_per_unit": 1}),
-    ("odernn", "rk4 (1/token)", {"name": "rk4", "steps_per_unit": 1}),
-    ("gru", "-", "rk4"),
+    ("trajectory", "dopri5", {"solver": "dopri5"}),
+    ("trajectory", "rk4 (2/token)", {"solver": "rk4", "steps_per_unit": 2.0}),
+    ("trajectory", "rk4 (1/token)", {"solver": "rk4", "steps_per_unit": 1.0}),
+    ("odernn", "rk4 (1/token)", {"solver": "rk4", "steps_per_unit": 1.0}),
+    ("gru", "-", {}),
 ]
 
 
 def time_train_steps(decoder, solver, args, tokens, targets):
     keras.utils.set_random_seed(0)
-    model = tfode.Seq2SeqODE(
-        args.vocab, decoder=decoder, units=args.units, max_length=args.length, solver=solver
-    )
+    config = presets.resolve(None, {"decoder": decoder, "units": args.units, "max_length": args.length,
+                                    **solver})
+    model = builder.build_model(config, args.vocab)
     model.compile(keras.optimizers.Adam(1e-3, clipnorm=1.0))
     for _ in range(args.warmup):
         model.train_on_batch(tokens, targets)
     durations, nfes = [], []
     for _ in range(args.steps):
         start = time.perf_counter()
-        model.train_on_batch(tokens, targets)
+        logs = model.train_on_batch(tokens, targets, return_dict=True)
         durations.append(time.perf_counter() - start)
-        nfes.append(int(model.decoder.last_nfe.numpy()) if model.is_ode else 0)
+        nfes.append(logs.get("nfe", 0))
     return 1000 * statistics.median(durations), statistics.mean(nfes)
 
 

@@ -21,7 +21,7 @@ import statistics
 import sys
 
 import training  # noqa: F401  (sets the Keras backend before Keras loads)
-from training.bench_quality import DEFAULT_DATA, data_missing, measured_on, settings_line
+from training.bench_quality import DEFAULT_DATA, data_missing, measured_on, relative_command, settings_line
 
 SETTINGS = ("none", "kinetic", "jacobian", "both")
 
@@ -35,7 +35,7 @@ def weights(setting, args):
 def run_config(setting, args) -> dict:
     """The training configuration of one setting: `tatoeba-cpu`'s trajectory decoder with
     `dopri5`, at the batch size asked for and without the preset's midpoint term (which needs a
-    fixed-grid solver; docs/regularization.md was measured before the preset had it)."""
+    fixed-grid solver)."""
     from training import presets
 
     kinetic, jacobian = weights(setting, args)
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     results = [run_one(setting, args) for setting in args.settings]
     lines = table(results)
     print("\n".join(lines))
-    command = "python -m training.bench_regularization " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = relative_command("python -m training.bench_regularization", argv if argv is not None else sys.argv[1:])
     text = [
         "# Regularising the flow: NFE of the adaptive solver",
         "",

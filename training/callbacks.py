@@ -171,8 +171,8 @@ class StopOnDivergence(keras.callbacks.Callback):
 
 class NFELog(keras.callbacks.Callback):
     """Appends `step,nfe` to a CSV file every `every` training steps: the ODE solver's function
-    evaluations in that step (not an epoch mean), to watch the adaptive solver's cost grow or
-    stay bounded through training."""
+    evaluations per step, averaged over the epoch so far (the model's `nfe` metric), to watch the
+    adaptive solver's cost grow or stay bounded through training."""
 
     def __init__(self, path: str, every: int = 25):
         super().__init__()
@@ -186,9 +186,9 @@ class NFELog(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
-        if step % self.every == 0:
+        if step % self.every == 0 and logs and "nfe" in logs:
             with open(self.path, "a") as handle:
-                handle.write(f"{step},{int(self.model.decoder.last_nfe.numpy())}\n")
+                handle.write(f"{step},{round(float(logs['nfe']))}\n")
 
 
 def read_nfe_log(path: str) -> list[tuple[int, int]]:

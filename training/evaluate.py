@@ -68,7 +68,7 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
     from training import grammar, report
     from training import metrics as scores
     from training.rundir import load_run
-    from tfode.text import append_eos
+    from tfode.tokens import append_eos
 
     config, text, model = load_run(run_dir)
     # Compiled once per shape family: eager while-loops (beam search, ODE-RNN) are very slow.
@@ -204,16 +204,26 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
     return metrics
 
 
-def print_metrics(metrics) -> None:
-    shown = {k: v for k, v in metrics.items() if not k.startswith("_")}
-    print(json.dumps(shown, indent=2))
+def print_metrics(metrics, report_dir) -> None:
+    """A short summary: the headline metrics, three reconstructions, one interpolation, and
+    where the report is (every metric is in its metrics.json)."""
+    line = (f"{metrics['sentences']} {metrics['split']} sentences, {metrics['search']}: token accuracy "
+            f"{100 * metrics['token_accuracy']:.1f} %, exact match {100 * metrics['exact_match']:.1f} %, "
+            f"BLEU {metrics['bleu']:.1f}")
+    if metrics.get("midpoint_consistency") is not None:
+        line += f", midpoint consistency {100 * metrics['midpoint_consistency']:.1f} %"
+    print(line)
+    grammatical = metrics.get("interpolation", {}).get("slerp", {}).get("grammatical_share")
+    if grammatical is not None:
+        print(f"interpolants accepted by the grammar (slerp): {100 * grammatical:.1f} %")
     print("reconstructions (input → output):")
-    for source, output in metrics["_reconstructions"][:5]:
+    for source, output in metrics["_reconstructions"][:3]:
         print(f"  {source} → {output}")
     if metrics.get("_interpolation_example"):
         print("interpolation (slerp) between two test sentences:")
         for alpha, sentence in metrics["_interpolation_example"]:
             print(f"  α={alpha:.2f}  {sentence}")
+    print(f"report, pictures and every metric: {os.path.join(report_dir, 'report.md')}, metrics.json")
 
 
 def evaluate_in_subprocess(run_dir, limit=None, beam_width=1, report_dir=None) -> dict:
@@ -250,8 +260,7 @@ def main(argv=None) -> int:
     if args.metrics_out:
         with open(args.metrics_out, "w") as handle:
             json.dump(metrics, handle, default=lambda value: value.item())  # NumPy scalars
-    print_metrics(metrics)
-    print(f"report: {args.report_dir or os.path.join(args.run_dir, 'report')}/report.md")
+    print_metrics(metrics, args.report_dir or os.path.join(args.run_dir, "report"))
     return 0
 
 

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 import training  # noqa: F401  (sets the Keras backend before Keras loads)
+from training.presets import DEFAULTS
 from training.rundir import RunError
 
 
@@ -26,28 +27,45 @@ def build_parser():
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
     parser.add_argument("--solver", choices=["dopri5", "bdf", "rk4", "euler"],
                         help="inference solver (default: the training solver)")
-    parser.add_argument("--rtol", type=float, default=1e-3, help="dopri5/bdf relative tolerance")
-    parser.add_argument("--atol", type=float, default=1e-4, help="dopri5/bdf absolute tolerance")
-    parser.add_argument("--steps-per-unit", type=float, default=2.0, help="rk4/euler steps per token")
+    parser.add_argument("--rtol", type=float, help=f"dopri5/bdf relative tolerance (default: {DEFAULTS['rtol']})")
+    parser.add_argument("--atol", type=float, help=f"dopri5/bdf absolute tolerance (default: {DEFAULTS['atol']})")
+    parser.add_argument("--steps-per-unit", type=float, help=f"rk4/euler steps per token (default: {DEFAULTS['steps_per_unit']})")
     parser.add_argument("--beam-width", type=int, default=1,
-                        help="beam search width for autoregressive decoders (1 = greedy)")
+                        help="beam search width for autoregressive decoders (default: 1, greedy)")
     return parser
+
+
+def check_solver_flags(args) -> None:
+    """Refuses solver flags that do not go with `--solver` (ValueError naming the flag)."""
+    tolerances = [flag for flag, value in (("--rtol", args.rtol), ("--atol", args.atol)) if value is not None]
+    if args.solver is None and (tolerances or args.steps_per_unit is not None):
+        raise ValueError("--rtol, --atol and --steps-per-unit go with --solver.")
+    if args.solver in ("rk4", "euler") and tolerances:
+        raise ValueError(f"{tolerances[0]} does not apply here: the {args.solver} solver has a fixed grid.")
+    if args.solver in ("dopri5", "bdf") and args.steps_per_unit is not None:
+        raise ValueError(f"--steps-per-unit does not apply here: the {args.solver} solver is adaptive.")
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        check_solver_flags(args)
+        if args.beam_width < 1:
+            raise ValueError("--beam-width must be at least 1.")
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     from tfode.export import ExportError, export_saved_model
+    from training import builder
     from training.rundir import load_run
 
     try:
-        if args.beam_width < 1:
-            raise ExportError("--beam-width must be at least 1.")
         _, text, model = load_run(args.run_dir)
         if args.solver:
-            if args.solver in ("dopri5", "bdf"):
-                solver = {"name": args.solver, "rtol": args.rtol, "atol": args.atol}
-            else:
-                solver = {"name": args.solver, "steps_per_unit": args.steps_per_unit}
+            given = {"rtol": args.rtol, "atol": args.atol, "steps_per_unit": args.steps_per_unit}
+            solver = builder.inference_solver(
+                args.solver, **{key: value for key, value in given.items() if value is not None}
+            )
             model = model.with_solver(solver)
         path = export_saved_model(model, text, args.export_base, args.model_name, args.version,
                                   args.overwrite, args.beam_width)

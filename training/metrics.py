@@ -66,9 +66,10 @@ def matches_by_band(decoded: np.ndarray, targets: np.ndarray, bands) -> list[tup
 
 
 def bleu(hypotheses: list[str], references: list[str]) -> float:
-    """Corpus BLEU (sacrebleu, its default 13a tokenisation) of `hypotheses` against one
-    reference each."""
-    return float(sacrebleu.corpus_bleu(hypotheses, [references]).score)
+    """Corpus BLEU (sacrebleu) of `hypotheses` against one reference each. Both come out of the
+    text pipeline already tokenised (words and punctuation separated by spaces), so sacrebleu
+    splits on spaces alone (`tokenize="none"`)."""
+    return float(sacrebleu.corpus_bleu(hypotheses, [references], tokenize="none").score)
 
 
 def midpoint_hits(probabilities: np.ndarray, targets: np.ndarray) -> tuple[int, int]:

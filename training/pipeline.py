@@ -7,7 +7,8 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from tfode.text import TextProcessor, append_eos
+from tfode.text import TextProcessor
+from tfode.tokens import append_eos
 
 SPLITS = ("train", "validation", "test")
 

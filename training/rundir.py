@@ -12,12 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
-import keras
-
-import tfode  # noqa: F401  (registers the layers for loading)
-from tfode.text import TextProcessor
+# TensorFlow loads only when a model or file is touched, so that the CLIs' --help answers at once.
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
@@ -28,23 +24,17 @@ class RunError(ValueError):
 
 
 def write_json_atomically(path: str, value) -> None:
-    directory = os.path.dirname(path) or "."
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as handle:
-        json.dump(value, handle, indent=2, sort_keys=True)
-    os.replace(handle.name, path)
+    from tfode import atomic
+
+    atomic.write_text(path, json.dumps(value, indent=2, sort_keys=True))
 
 
-def save_model_atomically(model: keras.Model, path: str) -> None:
+def save_model_atomically(model, path: str) -> None:
     """Saves to a temporary file beside `path`, then renames: a reader never sees half a file."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    temporary = tempfile.mktemp(dir=directory, suffix=".keras")
-    try:
+    from tfode import atomic
+
+    with atomic.replacing(path, suffix=".keras") as temporary:
         model.save(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def read_config(run_dir: str) -> dict:
@@ -57,6 +47,11 @@ def read_config(run_dir: str) -> dict:
 
 def load_run(run_dir: str, model_file: str | None = None):
     """`(config, text, model)` of a finished (or checkpointed) run."""
+    import keras
+
+    import tfode  # noqa: F401  (registers the layers for loading)
+    from tfode.text import TextProcessor
+
     config = read_config(run_dir)
     text = TextProcessor.load(run_dir)
     candidates = [model_file] if model_file else [

@@ -17,7 +17,7 @@ import sys
 import time
 
 import training  # noqa: F401  (sets the Keras backend before Keras loads)
-from training import presets
+from training import builder, presets
 from training.data import DataError
 from training.rundir import CONFIG_FILE, MODEL_FILE, RunError, read_config, write_json_atomically
 
@@ -28,107 +28,22 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add = parser.add_argument
-    add("--data", help="'synthetic' (the built-in grammar), 'tatoeba' (download once, or "
-        "$TFODE_TATOEBA), or a file: an Anki/Tatoeba .zip or .txt pair file, or plain text")
-    add("--decoder", choices=["trajectory", "odernn", "gru"], help="decoder (default trajectory)")
-    add("--run-dir", required=True, help="where config, vocabulary, checkpoints and logs go")
-    add("--preset", choices=sorted(presets.PRESETS), help="named configuration to start from")
-    add("--epochs", type=int, help="the most epochs to run")
-    add("--time-budget", type=float, help="stop after this many seconds of training")
-    add("--solver", choices=["dopri5", "rk4", "euler"], help="ODE solver for training")
-    add("--steps-per-unit", type=float, help="fixed-grid solver steps per token")
-    add("--rtol", type=float, help="dopri5 relative tolerance")
-    add("--atol", type=float, help="dopri5 absolute tolerance")
-    add("--units", type=int, help="hidden width (encoder, ODE state, decoder GRUs)")
-    add("--embedding-dim", type=int, help="token embedding size")
-    add("--field-type", choices=["mlp", "gated"], help="vector field: time-conditioned MLP or GRU-ODE")
-    add("--field-units", type=int, help="vector field hidden width")
-    add("--field-depth", type=int, help="vector field hidden layers")
-    add("--layer-norm", action=argparse.BooleanOptionalAction, default=None,
-        help="layer normalisation inside the vector field")
-    add("--time-span", type=float, help="time between two tokens (Δt)")
-    add("--augment-dim", type=int, help="zeros appended to the trajectory decoder's state")
-    add("--bidirectional", action=argparse.BooleanOptionalAction, default=None, help="bidirectional encoder")
-    add("--tied-embeddings", action=argparse.BooleanOptionalAction, default=None,
-        help="score tokens against the encoder's embeddings (tied readout)")
-    add("--word-dropout", type=float, help="fraction of autoregressive decoder inputs replaced by <unk>")
-    add("--scheduled-sampling", type=float,
-        help="final probability of feeding an autoregressive decoder its own previous token in "
-        "training (ramped up from 0 over the run)")
-    add("--context-input", action=argparse.BooleanOptionalAction, default=None,
-        help="the autoregressive decoders' GRU cell reads h(0) beside each previous token")
-    add("--midpoint-weight", type=float,
-        help="weight of the trajectory decoder's midpoint term: −log(p_k + p_k+1) halfway "
-        "between tokens k and k+1")
-    add("--dropout", type=float,
-        help="dropout on token embeddings and on the states read out (training only)")
-    add("--label-smoothing", type=float,
-        help="share ε of each target spread over the vocabulary in the training loss")
-    add("--lr-schedule", choices=["plateau", "cosine"], help="learning-rate schedule")
-    add("--warmup-steps", type=int, help="linear learning-rate warm-up (cosine schedule)")
-    add("--variational", action=argparse.BooleanOptionalAction, default=None, help="variational latent")
-    add("--kl-weight", type=float, help="final KL weight (annealed linearly over the first epoch)")
-    add("--kinetic-energy", type=float, help="weight of the kinetic-energy regulariser (ODE decoders)")
-    add("--jacobian-norm", type=float, help="weight of the Jacobian-norm regulariser (ODE decoders)")
-    add("--max-length", type=int, help="the most tokens a sentence keeps (longer ones are cut and counted)")
-    add("--min-words", type=int, help="shortest sentence kept, in words")
-    add("--max-words", type=int, help="longest sentence kept, in words")
-    add("--vocab-size", type=int, help="largest vocabulary, reserved tokens included")
-    add("--min-count", type=int, help="fewest occurrences for a token to enter the vocabulary")
-    add("--synthetic-size", type=int, help="sentences drawn from the built-in grammar")
-    add("--batch-size", type=int, help="sentences per batch")
-    add("--learning-rate", type=float, help="Adam learning rate")
-    add("--clipnorm", type=float, help="gradient norm clipping")
-    add("--max-nfe", type=float, help="stop when the ODE solver needs more evaluations per step")
-    add("--patience", type=int, help="early stopping patience in epochs")
-    add("--seed", type=int, help="random seed")
-    add("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
-        help="mixed_float16 for the encoder and GRUs (the ODE stays float32); for GPUs")
-    add("--distribute", choices=["none", "mirrored"], help="tf.distribute strategy")
-    add("--logical-cpus", type=int, help="split the CPU into N logical devices (to try 'mirrored')")
-    add("--overwrite", action="store_true", help="start again in a finished run directory")
-    add("--quiet", action="store_true", help="no progress bar: one line per epoch")
+    parser.add_argument("--run-dir", required=True, help="where config, vocabulary, checkpoints and logs go")
+    parser.add_argument("--preset", choices=sorted(presets.PRESETS),
+                        help="named configuration to start from (default: none)")
+    builder.add_flags(parser)
+    parser.add_argument("--overwrite", action="store_true", help="start again in a finished run directory")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar: one line per epoch")
     return parser
 
 
-CONFIG_FLAGS = set(presets.DEFAULTS)
-
-
 def resolve_config(args) -> dict:
-    overrides = {key: value for key, value in vars(args).items() if key in CONFIG_FLAGS}
-    config = presets.resolve(args.preset, overrides)
+    """The run's configuration from `--preset` and the flags given; refuses (ValueError, naming
+    the flag) a flag that does not apply and any value out of range."""
+    given = {key for key, value in vars(args).items() if key in builder.FLAGS and value is not None}
+    config = presets.resolve(args.preset, {key: getattr(args, key) for key in given})
     config["preset"] = args.preset
-    if config["epochs"] < 1:
-        raise ValueError("--epochs must be at least 1.")
-    if config["time_budget"] is not None and config["time_budget"] <= 0:
-        raise ValueError("--time-budget must be positive.")
-    if not 1 <= config["min_words"] <= config["max_words"]:
-        raise ValueError("Need 1 <= --min-words <= --max-words.")
-    if not 0 <= config["word_dropout"] < 1:
-        raise ValueError("--word-dropout must be in [0, 1).")
-    if config["word_dropout"] and config["decoder"] == "trajectory":
-        raise ValueError("--word-dropout applies to the odernn and gru decoders (the trajectory "
-                         "decoder reads no previous words).")
-    if not 0 <= config["scheduled_sampling"] <= 1:
-        raise ValueError("--scheduled-sampling must be in [0, 1].")
-    if config["scheduled_sampling"] and config["decoder"] == "trajectory":
-        raise ValueError("--scheduled-sampling applies to the odernn and gru decoders (the "
-                         "trajectory decoder reads no previous words).")
-    if config["context_input"] and config["decoder"] == "trajectory":
-        raise ValueError("--context-input applies to the odernn and gru decoders (the trajectory "
-                         "decoder has no GRU cell to feed).")
-    if config["midpoint_weight"] < 0:
-        raise ValueError("--midpoint-weight must be at least 0.")
-    if config["midpoint_weight"] and config["decoder"] != "trajectory":
-        raise ValueError("--midpoint-weight applies to the trajectory decoder (the odernn and "
-                         "gru decoders fold in a token between two times).")
-    if not 0 <= config["dropout"] < 1:
-        raise ValueError("--dropout must be in [0, 1).")
-    if not 0 <= config["label_smoothing"] < 1:
-        raise ValueError("--label-smoothing must be in [0, 1).")
-    if config["warmup_steps"] < 0:
-        raise ValueError("--warmup-steps must be at least 0.")
+    builder.check(config, given)
     return config
 
 
@@ -200,7 +115,6 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=()) -> d
     import keras
 
     import tfode
-    from tfode import metrics as sequence_metrics
     from training import callbacks, data, pipeline
     from training.rundir import save_model_atomically
 
@@ -235,11 +149,11 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=()) -> d
     validation_data = pipeline.make_dataset(validation_ids.ids, batch, max_length=config["max_length"])
 
     with strategy.scope():
-        model = tfode.Seq2SeqODE(**presets.model_settings(config, text.vocabulary_size))
+        model = builder.build_model(config, text.vocabulary_size)
         model.build((None, None))
         model.compile(
             keras.optimizers.Adam(config["learning_rate"], clipnorm=config["clipnorm"]),
-            loss=sequence_metrics.masked_cross_entropy(config["label_smoothing"]),
+            loss=builder.build_loss(config),
         )
     budget = callbacks.TimeBudget(config["time_budget"]) if config["time_budget"] else None
     divergence = callbacks.StopOnDivergence(max_nfe=config["max_nfe"])
@@ -297,10 +211,6 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=()) -> d
         "final": {key: float(values[-1]) for key, values in history.history.items() if values},
     }
     write_json_atomically(os.path.join(run_dir, "train_summary.json"), summary)
-    samples = splits.validation[:3]
-    decoded = model.reconstruct(text.encode(samples).ids)
-    for sentence, output in zip(samples, text.decode(decoded.ids).numpy()):
-        print(f"  {sentence!r} → {output.decode('utf-8')!r}")
     return summary
 
 
@@ -313,7 +223,11 @@ def main(argv=None) -> int:
     except (ValueError, OSError) as error:  # DataError and RunError are ValueErrors
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"trained {summary['epochs']} epochs in {summary['seconds']} s → {args.run_dir}/{MODEL_FILE}")
+    final = summary["final"]
+    accuracy = final.get("val_token_accuracy")
+    print(f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.0f} s"
+          + (f"; validation token accuracy {100 * accuracy:.1f} % (teacher-forced)" if accuracy is not None else "")
+          + f" → {os.path.join(args.run_dir, MODEL_FILE)}")
     return 0
 
 

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfode.metrics import MaskedCrossEntropy, masked_cross_entropy
+from tfode.losses import MaskedCrossEntropy
 
 
 @pytest.fixture
@@ -21,9 +21,9 @@ def test_without_smoothing_it_is_keras_masked_sparse_cross_entropy(batch):
     targets, logits = batch
     reference = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
     weights = np.array([[0.2], [1.0], [3.0]], "float32")
-    np.testing.assert_allclose(masked_cross_entropy()(targets, logits), reference(targets, logits), rtol=1e-6)
+    np.testing.assert_allclose(MaskedCrossEntropy()(targets, logits), reference(targets, logits), rtol=1e-6)
     np.testing.assert_allclose(
-        masked_cross_entropy()(targets, logits, sample_weight=weights),
+        MaskedCrossEntropy()(targets, logits, sample_weight=weights),
         reference(targets, logits, sample_weight=weights), rtol=1e-6,
     )
 
@@ -34,10 +34,10 @@ def test_smoothing_mixes_the_target_with_the_uniform_distribution_over_real_toke
     picked = np.take_along_axis(log_probs, targets[..., None], -1)[..., 0]
     per_token = -0.8 * picked - 0.2 * log_probs.mean(-1)
     expected = per_token[targets != 0].mean()
-    np.testing.assert_allclose(masked_cross_entropy(0.2)(targets, logits), expected, rtol=1e-5)
+    np.testing.assert_allclose(MaskedCrossEntropy(0.2)(targets, logits), expected, rtol=1e-5)
     padded_logits = logits.copy()
     padded_logits[targets == 0] = 50.0  # what padding positions hold does not count
-    np.testing.assert_allclose(masked_cross_entropy(0.2)(targets, padded_logits), expected, rtol=1e-5)
+    np.testing.assert_allclose(MaskedCrossEntropy(0.2)(targets, padded_logits), expected, rtol=1e-5)
 
 
 def test_config_round_trip_and_bad_smoothing():

@@ -1,4 +1,6 @@
-"""The layers and the seq2seq model: masking, learning, serialisation, trajectories."""
+"""The model composed from its parts: masking, learning, serialisation, trajectories, seeds."""
+
+import json
 
 import keras
 import numpy as np
@@ -6,52 +8,88 @@ import pytest
 import tensorflow as tf
 
 import tfode
+from tests.helpers import DECODERS, fit_until_reconstructed, small_model
 from tfode import interpolation
-from tfode.text import EOS_ID, append_eos
-
-DECODERS = ["trajectory", "odernn", "gru"]
+from tfode.tokens import EOS_ID, UNK_ID, append_eos, prepend_bos
 
 
-def small_model(vocab_size, decoder, **overrides):
-    settings = dict(
-        decoder=decoder, units=32, embedding_dim=16, max_length=8, solver={"name": "rk4", "steps_per_unit": 2}
-    )
-    settings.update(overrides)
-    model = tfode.Seq2SeqODE(vocab_size, **settings)
-    model.build((None, None))
-    return model
+def same_config(first, second):
+    return json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
 
 
 def test_padding_changes_no_output(tiny_text, tiny_tokens):
-    model = small_model(tiny_text.vocabulary_size, "trajectory", bidirectional=True)
     padded = np.pad(tiny_tokens, [[0, 0], [0, 5]])
-    h0, _, _ = model.encode(tiny_tokens)
-    h0_padded, _, _ = model.encode(padded)
-    np.testing.assert_allclose(h0.numpy(), h0_padded.numpy(), atol=1e-5)
+    model = small_model(tiny_text.vocabulary_size, encoder=dict(bidirectional=True))
+    np.testing.assert_allclose(model.encode(tiny_tokens)[0].numpy(), model.encode(padded)[0].numpy(), atol=1e-5)
+    real = append_eos(tiny_tokens).numpy() != 0
     for decoder in DECODERS:
         model = small_model(tiny_text.vocabulary_size, decoder)
-        logits = model(tiny_tokens).numpy()
-        logits_padded = model(padded).numpy()
-        real = append_eos(tiny_tokens).numpy() != 0
-        np.testing.assert_allclose(
-            logits[real], logits_padded[:, : logits.shape[1]][real], atol=1e-4
-        )
+        logits, logits_padded = model(tiny_tokens).numpy(), model(padded).numpy()
+        np.testing.assert_allclose(logits[real], logits_padded[:, : logits.shape[1]][real], atol=1e-4)
 
 
+# Every option a preset or benchmark uses, in the configurations they come in: each must train
+# (finite loss, every trainable weight moved), log its statistics, and come back from a .keras
+# file with the same outputs, config and loss.
+CONFIGURATIONS = {
+    "trajectory": ("trajectory", {}),
+    "trajectory-gated-midpoint-regularised": ("trajectory", dict(
+        vector_field=tfode.GatedVectorField(dtype="float32"), solver=tfode.RK4(1), midpoint_weight=0.5,
+        kinetic_energy=0.1, jacobian_norm=0.05, dropout=0.1, augment_dim=3)),
+    "trajectory-euler-variational": ("trajectory", dict(solver=tfode.Euler(4), encoder=dict(variational=True, kl_weight=0.1))),
+    "odernn": ("odernn", {}),
+    "odernn-preset": ("odernn", dict(
+        vector_field=tfode.GatedVectorField(dtype="float32"), solver=tfode.Euler(1), kinetic_energy=0.1,
+        jacobian_norm=0.05, scheduled_sampling=0.5, word_dropout=0.2, dropout=0.1, tied_embeddings=True,
+        encoder=dict(bidirectional=True, dropout=0.1))),
+    "gru": ("gru", {}),
+    "gru-sampled-tied": ("gru", dict(scheduled_sampling=0.5, dropout=0.2, tied_embeddings=True)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
+def test_fit_logs_and_round_trips(tmp_path, tiny_text, tiny_tokens, name):
+    decoder, options = CONFIGURATIONS[name]
+    keras.utils.set_random_seed(5)
+    options = dict(options)
+    model = small_model(tiny_text.vocabulary_size, decoder, **options)
+    # The plain decoders train as `fit` compiles them; the richer ones eagerly, which tests the
+    # same code in a fraction of the tracing time.
+    model.compile(keras.optimizers.Adam(3e-3), loss=tfode.MaskedCrossEntropy(label_smoothing=0.1),
+                  run_eagerly=name not in DECODERS)
+    targets = append_eos(tiny_tokens)
+    before = [weight.numpy().copy() for weight in model.trainable_weights]
+    history = model.fit(tiny_tokens, targets, validation_data=(tiny_tokens, targets), epochs=3,
+                        batch_size=4, verbose=0).history
+    assert np.isfinite(history["loss"]).all() and history["loss"][-1] < history["loss"][0]
+    moved = [not np.allclose(b, w.numpy()) for b, w in zip(before, model.trainable_weights)]
+    assert all(moved), [w.path for w, m in zip(model.trainable_weights, moved) if not m]
+    assert ("nfe" in history) == (decoder != "gru")
+    if model.is_ode:
+        assert history["nfe"][-1] > 0 and history["val_nfe"][-1] > 0
+    if model.decoder.regularized:
+        assert history["kinetic_energy"][-1] > 0 and history["jacobian_norm"][-1] > 0
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert same_config(loaded.get_config(), model.get_config())
+    assert isinstance(loaded.loss, tfode.MaskedCrossEntropy) and loaded.loss.label_smoothing == 0.1
+    np.testing.assert_array_equal(loaded(tiny_tokens).numpy(), model(tiny_tokens).numpy())
+    np.testing.assert_array_equal(loaded.reconstruct(tiny_tokens).ids.numpy(), model.reconstruct(tiny_tokens).ids.numpy())
+    # The optimizer's state came back too, so training goes on where it was.
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) > 0
+    for saved, restored in zip(model.optimizer.variables, loaded.optimizer.variables):
+        np.testing.assert_array_equal(saved.numpy(), restored.numpy())
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("decoder", DECODERS)
 def test_each_decoder_learns_to_reconstruct_a_tiny_corpus(tiny_text, tiny_tokens, decoder):
     keras.utils.set_random_seed(1)
     model = small_model(tiny_text.vocabulary_size, decoder)
-    model.compile(keras.optimizers.Adam(3e-3, clipnorm=1.0))
-    targets = append_eos(tiny_tokens)
-    for _ in range(12):  # at most 12 × 25 = 300 steps
-        model.fit(tiny_tokens, targets, epochs=25, batch_size=8, verbose=0)
-        decoded = model.reconstruct(tiny_tokens)
-        if np.array_equal(decoded.ids.numpy(), targets.numpy()):
-            break
-    np.testing.assert_array_equal(decoded.ids.numpy(), targets.numpy())
-    sentences = tiny_text.decode(decoded.ids).numpy().astype(str)
-    assert sentences[2] == "i like your style ."
+    decoded = fit_until_reconstructed(model, tiny_tokens)
+    np.testing.assert_array_equal(decoded.ids.numpy(), append_eos(tiny_tokens).numpy())
+    assert tiny_text.decode(decoded.ids).numpy().astype(str)[2] == "i like your style ."
 
 
 @pytest.mark.parametrize("decoder", DECODERS)
@@ -63,9 +101,20 @@ def test_trajectory_at_token_times_equals_call(tiny_text, tiny_tokens, decoder):
     states, at_times = model.trajectory(tiny_tokens, times)
     np.testing.assert_allclose(at_times.numpy()[:, ::-1], probabilities, atol=1e-5)
     assert states.shape[:2] == (len(tiny_tokens), steps)
-    # Fractional times give distributions too.
     _, between = model.trajectory(tiny_tokens, [0.5, 1.5, 2.25])
     np.testing.assert_allclose(between.numpy().sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("decoder", ["odernn", "trajectory"])
+def test_states_between_tokens_in_a_graph_of_unknown_batch_size(tiny_text, tiny_tokens, decoder):
+    # The ODE-RNN reaches a midpoint by a partial step alone (no whole grid step): the solve
+    # must also build when the batch size is only known at run time, as in the exported signatures.
+    model = small_model(tiny_text.vocabulary_size, decoder, solver=tfode.RK4(1))
+    times = tf.constant([1.5, 2.0, 2.5])
+    graph = tf.function(lambda tokens, at: model.trajectory(tokens, at),
+                        input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.float32)])
+    _, logits = graph(tf.constant(tiny_tokens, tf.int32), times)
+    np.testing.assert_allclose(logits.numpy(), model.trajectory(tiny_tokens, times)[1].numpy(), atol=1e-5)
 
 
 def test_trajectory_rejects_negative_and_non_finite_times(tiny_text, tiny_tokens):
@@ -75,43 +124,25 @@ def test_trajectory_rejects_negative_and_non_finite_times(tiny_text, tiny_tokens
             model.trajectory(tiny_tokens, times)
 
 
-@pytest.mark.parametrize("decoder", DECODERS)
-def test_keras_file_round_trip_gives_identical_outputs(tmp_path, tiny_text, tiny_tokens, decoder):
-    model = small_model(tiny_text.vocabulary_size, decoder, variational=True)
-    path = str(tmp_path / "model.keras")
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    np.testing.assert_array_equal(model(tiny_tokens).numpy(), loaded(tiny_tokens).numpy())
-    np.testing.assert_array_equal(
-        model.reconstruct(tiny_tokens).ids.numpy(), loaded.reconstruct(tiny_tokens).ids.numpy()
-    )
-    assert loaded.get_config() == model.get_config()
-
-
 def test_beam_search_is_greedy_at_width_one_and_never_scores_worse(tiny_text, tiny_tokens):
     model = small_model(tiny_text.vocabulary_size, "odernn")
     greedy = model.reconstruct(tiny_tokens, beam_width=1)
     beam = model.reconstruct(tiny_tokens, beam_width=4)
     assert np.all(beam.scores.numpy().sum(-1) >= greedy.scores.numpy().sum(-1) - 1e-4)
     # Greedy: each token is the arg-max of the teacher-forced step on its own prefix.
-    logits = model.decoder(model.encode(tiny_tokens)[0], tfode.text.prepend_bos(greedy.ids[:, :-1]))
+    logits = model.decoder(model.encode(tiny_tokens)[0], prepend_bos(greedy.ids[:, :-1])).logits
     expected = tf.argmax(logits, -1, output_type=tf.int32).numpy()
-    ids = greedy.ids.numpy()
-    for row in range(len(ids)):
-        length = int(greedy.lengths[row]) + 1
-        np.testing.assert_array_equal(ids[row, :length], expected[row, :length])
+    for row, (ids, length) in enumerate(zip(greedy.ids.numpy(), greedy.lengths.numpy())):
+        np.testing.assert_array_equal(ids[: length + 1], expected[row, : length + 1])
     with pytest.raises(ValueError, match="non-autoregressive"):
         small_model(tiny_text.vocabulary_size, "trajectory").reconstruct(tiny_tokens, beam_width=3)
 
 
 def test_decoded_rows_end_at_eos(tiny_text, tiny_tokens):
-    model = small_model(tiny_text.vocabulary_size, "gru")
-    decoded = model.reconstruct(tiny_tokens)
-    ids, lengths = decoded.ids.numpy(), decoded.lengths.numpy()
-    for row, length in zip(ids, lengths):
-        if length < ids.shape[1]:
-            assert row[length] == EOS_ID
-            assert not row[length + 1 :].any()
+    decoded = small_model(tiny_text.vocabulary_size, "gru").reconstruct(tiny_tokens)
+    for row, length in zip(decoded.ids.numpy(), decoded.lengths.numpy()):
+        if length < len(row):
+            assert row[length] == EOS_ID and not row[length + 1 :].any()
 
 
 def test_interpolation_paths():
@@ -136,49 +167,55 @@ def test_model_interpolate_shapes_and_endpoints(tiny_text, tiny_tokens):
     np.testing.assert_array_equal(path.ids.numpy()[:, 0], model.reconstruct(tiny_tokens[:2]).ids.numpy())
 
 
-def test_bdf_is_inference_only_and_with_solver_keeps_weights(tiny_text, tiny_tokens):
-    model = small_model(tiny_text.vocabulary_size, "trajectory")
-    stiff = model.with_solver({"name": "bdf", "rtol": 1e-3, "atol": 1e-5})
-    fine = model.with_solver({"name": "rk4", "steps_per_unit": 16})
+def test_with_solver_keeps_the_weights_and_drops_training_only_terms(tiny_text, tiny_tokens):
+    model = small_model(tiny_text.vocabulary_size, "trajectory", midpoint_weight=0.5, kinetic_energy=0.1)
+    fine = model.with_solver(tfode.RK4(steps_per_unit=16))
+    assert fine.decoder.midpoint_weight == 0 and not fine.decoder.regularized
+    assert fine.decoder.solver == tfode.RK4(steps_per_unit=16)
     tokens = tiny_tokens[:2, :4]
-    np.testing.assert_allclose(stiff(tokens).numpy(), fine(tokens).numpy(), atol=5e-3)
+    np.testing.assert_allclose(fine(tokens).numpy(), model(tokens).numpy(), atol=5e-3)
+    with pytest.raises(ValueError, match="no ODE solver"):
+        small_model(tiny_text.vocabulary_size, "gru").with_solver(tfode.Dopri5())
+    with pytest.raises(ValueError, match="fixed-grid"):
+        small_model(tiny_text.vocabulary_size, "odernn", solver=tfode.Dopri5())(tokens, training=True)
     with pytest.raises(ValueError, match="inference only"):
-        stiff(tokens, training=True)
+        model.with_solver(tfode.BDF())(tokens, training=True)
 
 
-def test_nfe_is_reported_as_a_fit_metric(tiny_text, tiny_tokens):
-    model = small_model(tiny_text.vocabulary_size, "trajectory", solver="dopri5")
-    model.compile(keras.optimizers.Adam(1e-3))
-    history = model.fit(tiny_tokens, append_eos(tiny_tokens), epochs=1, verbose=0)
-    nfe = history.history["nfe"][0]
-    assert nfe > 0 and nfe == float(model.decoder.last_nfe.numpy())
+@pytest.mark.slow
+def test_bdf_agrees_with_a_fine_fixed_grid(tiny_text, tiny_tokens):
+    model = small_model(tiny_text.vocabulary_size, "trajectory")
+    tokens = tiny_tokens[:2, :3]
+    stiff = model.with_solver(tfode.BDF(rtol=1e-3, atol=1e-5))
+    fine = model.with_solver(tfode.RK4(steps_per_unit=16))
+    np.testing.assert_allclose(stiff(tokens).numpy(), fine(tokens).numpy(), atol=5e-3)
 
 
 def test_vector_fields_can_be_called_on_their_own():
-    from tfode.layers import GatedVectorField, VectorField
-
     state = tf.random.normal([3, 8])
-    for field in (VectorField(16, depth=2), GatedVectorField()):
+    for field in (tfode.VectorField(16, depth=2), tfode.GatedVectorField()):
         derivative = field(tf.constant(0.5), state)
         assert derivative.shape == (3, 8)
         assert not np.allclose(field(tf.constant(3.0), state).numpy(), derivative.numpy())  # time-conditioned
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("decoder", ["trajectory", "odernn"])
 def test_mixed_precision_trains_with_a_float32_flow(tiny_text, tiny_tokens, decoder):
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model = small_model(tiny_text.vocabulary_size, decoder, vector_field={"type": "gated"},
+        model = small_model(tiny_text.vocabulary_size, decoder, vector_field=tfode.GatedVectorField(dtype="float32"),
                             tied_embeddings=True)  # as the gpu preset
         model.compile(keras.optimizers.Adam(1e-3))
         history = model.fit(tiny_tokens, append_eos(tiny_tokens), epochs=1, verbose=0)
         assert np.isfinite(history.history["loss"][0])
-        assert model.decoder.ode.compute_dtype == "float32"
-        assert model.decoder.ode.vector_field.compute_dtype == "float32"
+        assert model.decoder.vector_field.compute_dtype == "float32"
         assert model.encoder.compute_dtype == "float16"
         states, probabilities = model.trajectory(tiny_tokens[:2], [0.5, 1.0])
         assert states.dtype == tf.float32 and probabilities.dtype == tf.float32
         assert model(tiny_tokens).dtype == tf.float32  # the tied readout's logits
+        with pytest.raises(ValueError, match="float32"):
+            tfode.TrajectoryDecoder(40, 8, vector_field=tfode.GatedVectorField())  # a float16 field
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
@@ -192,15 +229,12 @@ def test_tied_readout_scores_against_the_encoder_embeddings(tmp_path, tiny_text,
     untied = small_model(tiny_text.vocabulary_size, decoder)
     # No [units, vocab] kernel; a [units, embedding_dim] projection and its bias instead.
     assert model.count_params() == untied.count_params() - 32 * tiny_text.vocabulary_size + 32 * 16 + 16
-    # The logit of a token is its embedding row · the projected state.
     row = 7
     matrix.assign(tf.tensor_scatter_nd_update(matrix, [[row]], [tf.ones([16])]))
     states = tf.random.normal([2, 32])
     logits = model.decoder.readout(states).numpy()
     projected = model.decoder.readout.projection(states).numpy()
-    np.testing.assert_allclose(
-        logits[:, row], projected.sum(-1) + model.decoder.readout.bias.numpy()[row], rtol=1e-5
-    )
+    np.testing.assert_allclose(logits[:, row], projected.sum(-1) + model.decoder.readout.bias.numpy()[row], rtol=1e-5)
     path = str(tmp_path / "tied.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
@@ -209,49 +243,132 @@ def test_tied_readout_scores_against_the_encoder_embeddings(tmp_path, tiny_text,
 
 
 def test_word_dropout_replaces_decoder_inputs_in_training_only(tiny_text, tiny_tokens):
-    from tfode.text import UNK_ID, prepend_bos
-
     model = small_model(tiny_text.vocabulary_size, "gru", word_dropout=0.5)
-    tokens = np.tile(tiny_tokens, [20, 1])
-    clean = prepend_bos(tokens).numpy()
-    np.testing.assert_array_equal(model.decoder_inputs(tokens, training=False).numpy(), clean)
-    dropped = model.decoder_inputs(tokens, training=True).numpy()
+    clean = prepend_bos(np.tile(tiny_tokens, [20, 1])).numpy()
+    np.testing.assert_array_equal(model.decoder.drop_words(clean, training=False), clean)
+    dropped = model.decoder.drop_words(tf.constant(clean), training=True).numpy()
     words = clean > EOS_ID
     changed = dropped != clean
     assert not changed[~words].any()  # padding and <bos> stay
     assert (dropped[changed] == UNK_ID).all()
-    rate = changed[words & (clean != UNK_ID)].mean()
-    assert 0.4 < rate < 0.6, rate
-    with pytest.raises(ValueError, match="trajectory"):
-        small_model(tiny_text.vocabulary_size, "trajectory", word_dropout=0.1)
-    with pytest.raises(ValueError, match=r"\[0, 1\)"):
-        small_model(tiny_text.vocabulary_size, "gru", word_dropout=1.0)
+    assert 0.4 < changed[words & (clean != UNK_ID)].mean() < 0.6
 
 
-@pytest.mark.parametrize("decoder", ["trajectory", "odernn", "gru"])
+@pytest.mark.parametrize("decoder", DECODERS)
 def test_dropout_acts_in_training_only(tiny_text, tiny_tokens, decoder):
-    model = small_model(tiny_text.vocabulary_size, decoder, dropout=0.5)
+    model = small_model(tiny_text.vocabulary_size, decoder, dropout=0.5, encoder=dict(dropout=0.5))
     tokens = np.tile(tiny_tokens, [4, 1])
     inference = model(tokens, training=False).numpy()
     np.testing.assert_array_equal(model(tokens, training=False).numpy(), inference)
     first, second = model(tokens, training=True).numpy(), model(tokens, training=True).numpy()
     assert np.abs(first - inference).max() > 1e-3
     assert np.abs(first - second).max() > 1e-3  # a fresh mask each call
-    # Inference matches a model without dropout holding the same trained weights.
     plain = small_model(tiny_text.vocabulary_size, decoder)
     for target, source in zip(plain.trainable_weights, model.trainable_weights):
         target.assign(source)
     np.testing.assert_allclose(plain(tokens, training=False).numpy(), inference, atol=1e-5)
-    assert tfode.Seq2SeqODE.from_config(model.get_config()).settings["dropout"] == 0.5
-
-
-def test_dropout_zeroes_the_encoders_embeddings_at_its_rate(tiny_text, tiny_tokens):
-    model = small_model(tiny_text.vocabulary_size, "gru", dropout=0.3)
-    embedded = model.encoder.embedding(np.tile(tiny_tokens, [50, 1]))
-    dropped = model.encoder.embedding_dropout(embedded, training=True).numpy()
-    assert 0.25 < np.mean(dropped == 0) < 0.35
-    with pytest.raises(ValueError, match=r"\[0, 1\)"):
-        small_model(tiny_text.vocabulary_size, "gru", dropout=1.0)
-    # Without dropout no layer is made, so models saved before the option load unchanged.
-    plain = small_model(tiny_text.vocabulary_size, "odernn")
+    embedded = model.encoder.embedding(tokens)
+    assert 0.4 < np.mean(model.encoder.embedding_dropout(embedded, training=True).numpy() == 0) < 0.6
+    # Without dropout no layer is made, so models saved without it load unchanged.
     assert plain.encoder.embedding_dropout is None and plain.decoder.dropout_layer is None
+
+
+def test_scheduled_sampling_at_rate_one_is_greedy_decoding_in_training(tiny_text, tiny_tokens):
+    for decoder in ("odernn", "gru"):
+        model = small_model(tiny_text.vocabulary_size, decoder, scheduled_sampling=1.0)
+        training_ids = model(tiny_tokens, training=True).numpy().argmax(-1)
+        decoded = model.reconstruct(tiny_tokens)
+        for row, ids, length in zip(training_ids, decoded.ids.numpy(), decoded.lengths.numpy()):
+            width = min(len(row), length + 1)
+            np.testing.assert_array_equal(row[:width], ids[:width])
+        teacher_forced = model(tiny_tokens, training=False).numpy()
+        model.decoder.sampling_rate.assign(0.0)
+        np.testing.assert_allclose(model(tiny_tokens, training=True).numpy(), teacher_forced, atol=1e-5)
+
+
+def test_midpoint_term_is_minus_log_of_the_two_neighbours_mass(tiny_text):
+    # One word and <eos>: the only midpoint is t = 1.5, so the random draw cannot matter.
+    model = small_model(tiny_text.vocabulary_size, "trajectory", solver=tfode.RK4(1), midpoint_weight=0.7)
+    tokens = tiny_text.encode(["the cat", "a dog", "the dog"]).ids.numpy()[:, :1]
+    model(tokens, training=True)
+    (term,) = model.losses
+    _, logits = model.decoder.states_at(model.encode(tokens)[0], tf.constant([1.5]))
+    probabilities = tf.nn.softmax(logits[:, 0]).numpy()
+    targets = append_eos(tokens).numpy()
+    mass = probabilities[np.arange(len(tokens)), targets[:, 0]] + probabilities[:, EOS_ID]
+    np.testing.assert_allclose(float(term), 0.7 * -np.log(mass).mean(), rtol=1e-5)
+    model(tokens, training=False)
+    assert not model.losses
+
+
+def test_odernn_penalty_sums_each_intervals_integrals():
+    # One Euler step per interval: the kinetic integral of interval k is mean(f(h_{k-1})²) · Δt,
+    # h_{k-1} being the folded state the interval starts from.
+    decoder = tfode.ODERNNDecoder(30, 6, vector_field=tfode.VectorField(8, dtype="float32"),
+                                  solver=tfode.Euler(steps_per_unit=1), embedding_dim=4, time_span=0.5,
+                                  kinetic_energy=0.3)
+    initial = tf.random.normal([3, 6], seed=4)
+    inputs = tf.constant([[1, 5, 7, 9], [1, 4, 4, 0], [1, 8, 3, 2]])
+    decoder.build(initial.shape)
+    output = decoder(initial, inputs, training=True)
+    state, expected = initial, np.zeros(3)
+    for position in range(inputs.shape[1]):
+        derivative = decoder.vector_field(tf.constant(position * 0.5), state)
+        expected += 0.5 * np.mean(derivative.numpy() ** 2, axis=-1)
+        state = decoder.cell.fold(decoder.embedding(inputs[:, position]), state + 0.5 * derivative)
+    np.testing.assert_allclose(float(output.kinetic_energy), expected.mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(tf.add_n(decoder.losses)), 0.3 * expected.mean(), rtol=1e-5)
+    np.testing.assert_allclose(output.logits, decoder(initial, inputs, training=False).logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: tfode.Seq2SeqODE(tfode.GRUEncoder(40, 16), tfode.GRUDecoder(40, 32)), "must agree"),
+    (lambda: tfode.Seq2SeqODE(tfode.GRUEncoder(40, 16), tfode.GRUDecoder(41, 16)), "must agree"),
+    (lambda: tfode.TrajectoryDecoder(40, 16, solver=tfode.Dopri5(), midpoint_weight=0.1), "fixed-grid"),
+    (lambda: tfode.TrajectoryDecoder(40, 16, solver=tfode.RK4(1), time_span=0.5, midpoint_weight=0.1), "whole number"),
+    (lambda: tfode.TrajectoryDecoder(40, 16, midpoint_weight=-1.0), ">= 0"),
+    (lambda: tfode.TrajectoryDecoder(40, 16, kinetic_energy=-0.1), ">= 0"),
+    (lambda: tfode.TrajectoryDecoder(40, 16, augment_dim=-1), ">= 0"),
+    (lambda: tfode.ODERNNDecoder(40, 16, jacobian_norm=-1.0), ">= 0"),
+    (lambda: tfode.GRUDecoder(40, 16, scheduled_sampling=1.5), r"\[0, 1\]"),
+    (lambda: tfode.GRUDecoder(40, 16, word_dropout=1.0), r"\[0, 1\)"),
+    (lambda: tfode.GRUDecoder(40, 16, dropout=1.0), r"\[0, 1\)"),
+    (lambda: tfode.GRUDecoder(40, 16, time_span=0.0), "time_span"),
+    (lambda: tfode.GRUEncoder(40, 16, dropout=-0.1), r"\[0, 1\)"),
+    (lambda: tfode.GRUEncoder(3, 16), "vocab_size"),
+    (lambda: tfode.VectorField(depth=0), "depth"),
+    (lambda: tfode.RK4(steps_per_unit=0), "steps_per_unit"),
+    (lambda: tfode.Dopri5(rtol=-1.0), "rtol"),
+    (lambda: tfode.ODESolve(tfode.VectorField(), "midpoint"), "Unknown ODE solver"),
+])
+def test_each_object_refuses_bad_arguments_where_it_is_built(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_an_option_that_does_not_apply_is_not_a_parameter():
+    with pytest.raises(TypeError, match="GRUEncoder"):
+        tfode.Seq2SeqODE(tfode.GRUDecoder(40, 16), tfode.GRUDecoder(40, 16))
+    for make in (lambda: tfode.GatedVectorField(hidden_units=64),
+                 lambda: tfode.TrajectoryDecoder(40, 16, scheduled_sampling=0.5),
+                 lambda: tfode.TrajectoryDecoder(40, 16, word_dropout=0.5),
+                 lambda: tfode.GRUDecoder(40, 16, kinetic_energy=0.1),
+                 lambda: tfode.ODERNNDecoder(40, 16, midpoint_weight=0.1)):
+        with pytest.raises((TypeError, ValueError), match="keyword argument"):
+            make()
+
+
+def seeded_draws(seed):
+    keras.utils.set_random_seed(seed)
+    model = small_model(40, "odernn", dropout=0.5, scheduled_sampling=0.5, word_dropout=0.3,
+                        encoder=dict(dropout=0.5, variational=True))
+    tokens = np.random.default_rng(0).integers(4, 40, size=(6, 5)).astype("int32")
+    return [w.numpy() for w in model.weights] + [model(tokens, training=True).numpy()]
+
+
+def test_the_global_seed_reaches_every_random_stream():
+    first, again, other = seeded_draws(3), seeded_draws(3), seeded_draws(4)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(first[-1], other[-1])  # weights, masks, samples all differ
+

@@ -1,4 +1,5 @@
-"""Checking a Predict request against its signature and running it: shared by gRPC and REST.
+"""Request admission: a Predict request checked against its signature, the bounds on what runs
+at once, and the run itself (shared by gRPC and REST).
 
 Every problem with a request becomes a `ServingError` with the gRPC status TF Serving would use
 and a message that says what was wrong; the model is never run on inputs that do not match the

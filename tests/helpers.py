@@ -1,0 +1,46 @@
+"""Small models composed from the library's objects, for the tests."""
+
+import keras
+
+import tfode
+
+DECODERS = ("trajectory", "odernn", "gru")
+
+
+def small_model(vocab_size, decoder="trajectory", units=32, embedding_dim=16, max_length=8,
+                solver=None, vector_field=None, tied_embeddings=False, encoder=None, seed=None,
+                build=True, **decoder_options):
+    """`Seq2SeqODE(GRUEncoder(...), <decoder>(...))` of width `units`; the ODE decoders default to
+    RK4 with 2 steps per token and a `VectorField` of width `units`."""
+    encoder = tfode.GRUEncoder(vocab_size, units, embedding_dim=embedding_dim, seed=seed, **(encoder or {}))
+    if decoder == "gru":
+        made = tfode.GRUDecoder(vocab_size, units, embedding_dim=embedding_dim, seed=seed, **decoder_options)
+    else:
+        flow = dict(vector_field=vector_field or tfode.VectorField(units, dtype="float32"),
+                    solver=solver or tfode.RK4(steps_per_unit=2), seed=seed)
+        if decoder == "trajectory":
+            made = tfode.TrajectoryDecoder(vocab_size, units, **flow, **decoder_options)
+        else:
+            made = tfode.ODERNNDecoder(vocab_size, units, embedding_dim=embedding_dim, **flow, **decoder_options)
+    model = tfode.Seq2SeqODE(encoder, made, max_length=max_length, tied_embeddings=tied_embeddings)
+    if build:
+        model.build((None, None))
+    return model
+
+
+def fit_until_reconstructed(model, tokens, max_rounds=12, epochs_per_round=25, learning_rate=3e-3):
+    """Fits on `tokens` until greedy decoding reconstructs every one (at most
+    `max_rounds × epochs_per_round` epochs); returns the last `Decoded`."""
+    import numpy as np
+
+    from tfode.tokens import append_eos
+
+    if not model.compiled:
+        model.compile(keras.optimizers.Adam(learning_rate, clipnorm=1.0))
+    targets = append_eos(tokens).numpy()
+    for _ in range(max_rounds):
+        model.fit(tokens, targets, epochs=epochs_per_round, batch_size=8, verbose=0)
+        decoded = model.reconstruct(tokens)
+        if np.array_equal(decoded.ids.numpy(), targets):
+            break
+    return decoded
