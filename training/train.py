@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 
 import training  # noqa: F401  (sets the Keras backend before Keras loads)
 from training import builder, presets
@@ -181,6 +182,9 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=()) -> d
     if budget:
         callback_list.append(budget)
     callback_list.extend(extra_callbacks)
+    # The bucketed dataset's length is unknown until its first pass ends, which Keras reports as
+    # running out of data: not a fault.
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
     started = time.monotonic()
     history = model.fit(
         train_data,

@@ -41,6 +41,9 @@ value = st.one_of(
     sentence.map(lambda item: np.array(item, dtype=object)),
 )
 
+# Every test here talks to a server subprocess.
+pytestmark = pytest.mark.slow
+
 
 @st.composite
 def requests(draw):

@@ -16,6 +16,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving.client import ServingClientError, TFServingClient
 from support import MODEL_NAME, ServerProcess, wait_for
 
+# Every test here talks to a server subprocess.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module", params=["grpc", "rest"])
 def client(request, server):

@@ -26,12 +26,11 @@ def exact_solution(matrix, initial_state, times):
 @pytest.mark.parametrize(
     "solver, tolerance",
     [
-        (solvers.Dopri5(rtol=1e-8, atol=1e-10), 1e-6),
-        (solvers.RK4(steps_per_unit=50), 1e-6),
-        (solvers.Euler(steps_per_unit=2000), 5e-3),
-        (solvers.BDF(rtol=1e-7, atol=1e-9), 1e-4),
+        pytest.param(solvers.Dopri5(rtol=1e-8, atol=1e-10), 1e-6, id="dopri5"),
+        pytest.param(solvers.RK4(steps_per_unit=50), 1e-6, id="rk4"),
+        pytest.param(solvers.Euler(steps_per_unit=2000), 5e-3, id="euler"),
+        pytest.param(solvers.BDF(rtol=1e-7, atol=1e-9), 1e-4, id="bdf", marks=pytest.mark.slow),
     ],
-    ids=lambda value: getattr(value, "name", str(value)),
 )
 def test_linear_ode_matches_matrix_exponential(solver, tolerance):
     matrix, initial_state = linear_system()

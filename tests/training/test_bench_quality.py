@@ -1,7 +1,9 @@
-"""The quality benchmark's verdicts on issue 5's targets (no training: made-up metrics)."""
+"""The quality benchmark's verdicts on its targets (no training: made-up metrics)."""
 
-from training.bench_quality import decoder_settings, target_lines
+import pytest
+
 from training import presets
+from training.bench_quality import decoder_settings, relative_command, target_checks
 
 
 def metrics(accuracy, exact, midpoint=None, search="greedy"):
@@ -9,32 +11,52 @@ def metrics(accuracy, exact, midpoint=None, search="greedy"):
             "search": search}
 
 
-def test_targets_say_met_or_by_how_much_missed_greedy_first_then_beam():
+def test_targets_are_judged_on_the_best_ode_decoder_greedy_first_then_beam():
     results = [
         {"decoder": "trajectory", "greedy": metrics(0.906, 0.666, 0.839), "beam": None},
         {"decoder": "odernn", "greedy": metrics(0.935, 0.858, 0.998),
          "beam": metrics(0.9503, 0.874, search="beam 4")},
         {"decoder": "gru", "greedy": metrics(0.926, 0.86), "beam": metrics(0.942, 0.855, search="beam 4")},
     ]
-    lines = target_lines(results)
-    assert "- best ODE decoder (odernn) token accuracy ≥ 95 %: 93.50 % against 95.00 % — missed by 1.50 points" in lines
-    assert "- ODE-RNN token accuracy ≥ the GRU's: 93.50 % against 92.60 % — met" in lines
-    assert "- ODE-RNN exact match ≥ the GRU's: 85.80 % against 86.00 % — missed by 0.20 points" in lines
-    assert "- trajectory midpoint consistency ≥ 90 %: 83.90 % against 90.00 % — missed by 6.10 points" in lines
-    beam_line = "- best ODE decoder (odernn), beam 4, token accuracy ≥ 95 %: 95.03 % against 95.00 % — met"
-    assert lines.index(beam_line) > lines.index("Beam search is free-running too; the greedy lines above are the strict reading:")
+    greedy, beam = target_checks(results)
+    verdicts = {(check.value, check.goal): check.met for check in greedy}
+    assert verdicts == {
+        (0.935, 0.95): False,    # best ODE decoder (the ODE-RNN) ≥ 95 %
+        (0.935, 0.926): True,    # best ODE decoder ≥ the GRU's tokens; the ODE-RNN's, likewise
+        (0.858, 0.86): False,    # ODE-RNN exact match ≥ the GRU's
+        (0.839, 0.9): False,     # trajectory midpoint consistency
+        (0.998, 0.9): True,      # ODE-RNN midpoint consistency
+    }
+    assert [(check.value, check.met) for check in beam] == [(0.9503, True)]  # the GRU's beam is no ODE
+    assert "1.50 points" in greedy[0].line()
+    # Without a GRU or beams, only what can be judged is.
+    greedy, beam = target_checks(results[:1])
+    assert [(check.value, check.goal) for check in greedy] == [(0.906, 0.95), (0.839, 0.9)] and beam == []
 
 
-def test_decoder_settings_name_the_flow_and_the_sampling():
-    odernn = presets.resolve("tatoeba-cpu", {"decoder": "odernn", "scheduled_sampling": 0.5, "context_input": False})
-    assert decoder_settings(odernn) == (
-        "gated field, euler 1/token, λ kinetic 0.1, λ Jacobian 0, scheduled sampling 0 → 0.5")
-    odernn["context_input"] = True
-    assert decoder_settings(odernn) == ("gated field, euler 1/token, λ kinetic 0.1, λ Jacobian 0, "
-                                        "h(0) read at every token, scheduled sampling 0 → 0.5")
-    plain_gru = {"decoder": "gru", "scheduled_sampling": 0, "context_input": False}
-    assert decoder_settings(presets.resolve("tatoeba-cpu", plain_gru)) == "–"
-    gru = presets.resolve("tatoeba-cpu", {"decoder": "gru", "label_smoothing": 0.1, "context_input": False})
-    assert decoder_settings(gru) == "scheduled sampling 0 → 0.5, label smoothing 0.1"
-    assert decoder_settings(presets.resolve("tatoeba-cpu", {"decoder": "trajectory", "midpoint_weight": 1})) == (
-        "gated field, rk4 1/token, midpoint term λ 1")
+def test_decoder_settings_name_the_flow_and_the_training_only_terms():
+    odernn = presets.resolve("tatoeba-cpu", {"decoder": "odernn", "solver": "euler", "steps_per_unit": 1.0,
+                                             "kinetic_energy": 0.3, "scheduled_sampling": 0.25})
+    described = decoder_settings(odernn)
+    assert "euler" in described and "0.3" in described and "0.25" in described
+    plain_gru = presets.resolve(None, {"decoder": "gru"})
+    assert decoder_settings(plain_gru) == "–"
+    trajectory = decoder_settings(presets.resolve(None, {"decoder": "trajectory", "midpoint_weight": 0.7}))
+    assert "rk4" in trajectory and "0.7" in trajectory
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--budget", "60"], "python -m training.bench_quality --budget 60"),
+    (["--data", "../shared/data/x.zip"], "python -m training.bench_quality --data ../shared/data/x.zip"),
+])
+def test_printed_commands_keep_relative_paths(argv, expected):
+    assert relative_command("python -m training.bench_quality", argv) == expected
+
+
+def test_printed_commands_make_absolute_paths_relative_to_the_repository():
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    command = relative_command("python -m training.bench_quality",
+                               ["--data", os.path.join(os.path.dirname(root), "shared", "x.zip")])
+    assert command == "python -m training.bench_quality --data " + os.path.join("..", "shared", "x.zip")

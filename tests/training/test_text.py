@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfode import text
+from tfode import text, tokens
 from training import pipeline
 
 
@@ -19,7 +19,7 @@ def test_normalisation_and_round_trip(tiny_text):
 
 def test_unknown_words_and_truncation_are_visible(tiny_text):
     encoded = tiny_text.encode(["the zebra sat .", "a b c d e f g h i j k"])
-    assert encoded.ids.numpy()[0, 1] == text.UNK_ID
+    assert encoded.ids.numpy()[0, 1] == tokens.UNK_ID
     assert encoded.truncated.numpy().tolist() == [False, True]
     assert encoded.lengths.numpy().tolist() == [4, tiny_text.max_length]
     assert encoded.ids.shape[1] == tiny_text.max_length
@@ -44,8 +44,8 @@ def test_vocabulary_threshold_and_size():
 
 def test_targets_and_teacher_inputs():
     ids = tf.constant([[5, 6, 7], [8, 0, 0]])
-    assert text.append_eos(ids).numpy().tolist() == [[5, 6, 7, 2], [8, 2, 0, 0]]
-    assert text.prepend_bos(ids).numpy().tolist() == [[1, 5, 6, 7], [1, 8, 0, 0]]
+    assert tokens.append_eos(ids).numpy().tolist() == [[5, 6, 7, 2], [8, 2, 0, 0]]
+    assert tokens.prepend_bos(ids).numpy().tolist() == [[1, 5, 6, 7], [1, 8, 0, 0]]
 
 
 def test_dataset_batches_are_padded_tokens_and_targets(tiny_text):
@@ -53,7 +53,7 @@ def test_dataset_batches_are_padded_tokens_and_targets(tiny_text):
     corpus = pipeline.encode_corpus(tiny_text, sentences)
     assert corpus.truncated == 0
     batches = list(pipeline.make_dataset(corpus.ids, batch_size=8, max_length=8))
-    rows = sum(int(tokens.shape[0]) for tokens, _ in batches)
+    rows = sum(int(ids.shape[0]) for ids, _ in batches)
     assert rows == 3
-    for tokens, targets in batches:
-        np.testing.assert_array_equal(targets.numpy(), text.append_eos(tokens).numpy())
+    for ids, targets in batches:
+        np.testing.assert_array_equal(targets.numpy(), tokens.append_eos(ids).numpy())

@@ -83,6 +83,7 @@ def test_finished_run_and_changed_configuration_are_refused(trained_run):
     assert os.path.getmtime(os.path.join(trained_run, "model.keras")) == before
 
 
+@pytest.mark.slow
 def test_cli_rejects_bad_flags_and_missing_data(tmp_path):
     result = run_cli("training.train", "--data", "synthetic", "--run-dir", str(tmp_path / "a"), "--decoder", "lstm")
     assert result.returncode == 2 and "invalid choice" in result.stderr
@@ -103,6 +104,7 @@ def backed_up_epoch(metadata_path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_run_killed_mid_epoch_resumes_and_finishes_all_epochs(tmp_path):
     run_dir = str(tmp_path / "killed")
     args = ["training.train", *TINY, "--decoder", "gru", "--run-dir", run_dir, "--epochs", "4",
@@ -128,9 +130,34 @@ def test_run_killed_mid_epoch_resumes_and_finishes_all_epochs(tmp_path):
         assert name in ("best.keras", "last.keras")  # no temporary left behind
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     run_dir = str(tmp_path / "mirrored")
     result = run_cli("training.train", *TINY, "--decoder", "trajectory", "--run-dir", run_dir,
                      "--epochs", "1", "--distribute", "mirrored", "--logical-cpus", "2")
     assert result.returncode == 0, result.stderr[-2000:]
     assert os.path.exists(os.path.join(run_dir, "model.keras"))
+
+
+def trained_weights(tmp_path, name, seed):
+    from training import presets
+    from training.rundir import load_run
+
+    run_dir = str(tmp_path / name)
+    config = presets.resolve("tiny", {"decoder": "odernn", "epochs": 1, "seed": seed, "dropout": 0.2,
+                                      "scheduled_sampling": 0.5, "word_dropout": 0.1})
+    config["preset"] = "tiny"
+    train.prepare_run_dir(run_dir, config, overwrite=False)
+    train.train(config, run_dir, verbose=0)
+    return load_run(run_dir)[2].get_weights()
+
+
+@pytest.mark.slow
+def test_the_seed_makes_a_run_reproducible_and_another_seed_another_run(tmp_path):
+    import numpy as np
+
+    first, again, other = (trained_weights(tmp_path, name, seed)
+                           for name, seed in (("a", 3), ("b", 3), ("c", 4)))
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.allclose(a, c) for a, c in zip(first, other))
