@@ -125,6 +125,8 @@ FLAGS = {
     "patience": Flag("early stopping patience in epochs", int),
     "seed": Flag("seed of every random stream: initial weights, dropout, sampling, shuffling, "
                  "the built-in grammar", int),
+    "deterministic": Flag("bit-identical runs for a seed on CPU: op determinism, one thread, no "
+                          "oneDNN custom ops (several times slower per step)", bool),
     "mixed_precision": Flag("mixed_float16 for the encoder and GRUs (the ODE stays float32); for GPUs", bool),
     "distribute": Flag("tf.distribute strategy", str, ("none", "mirrored")),
     "logical_cpus": Flag("split the CPU into N logical devices (to try 'mirrored' on a CPU)", int,
@@ -148,9 +150,13 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 
 def check(config: dict, given: set[str] = frozenset()) -> None:
     """Raises ValueError, naming the flag, for a flag in `given` (set on the command line) that does
-    not apply to `config`, and for any value out of range. Builds the model's objects with a
-    stand-in vocabulary, so every layer validates its own arguments here too, before any file is
-    written."""
+    not apply to `config`, and for any value out of range (`check_flags`, then `check_objects`)."""
+    check_flags(config, given)
+    check_objects(config)
+
+
+def check_flags(config: dict, given: set[str] = frozenset()) -> None:
+    """The checks that need no TensorFlow: flags that do not apply, values out of range."""
     for name in sorted(given):
         reason = FLAGS[name].applies(config) if FLAGS[name].applies else None
         if reason:
@@ -173,6 +179,11 @@ def check(config: dict, given: set[str] = frozenset()) -> None:
         raise ValueError("--learning-rate and --clipnorm must be positive.")
     if config["logical_cpus"] < 0:
         raise ValueError("--logical-cpus must be at least 0.")
+
+
+def check_objects(config: dict) -> None:
+    """Builds the model's objects with a stand-in vocabulary, so that every layer validates its
+    own arguments, before any file is written."""
     build_model(config, vocab_size=max(5, min(config["vocab_size"], 64)))
     build_loss(config)
 

@@ -49,6 +49,7 @@ DEFAULTS = dict(
     patience=5,
     max_nfe=2000,
     seed=0,
+    deterministic=False,
     mixed_precision=False,
     distribute="none",
     logical_cpus=0,
@@ -57,8 +58,10 @@ DEFAULTS = dict(
 PRESETS = {
     # The README's main job: the built-in grammar, on a laptop CPU in a few minutes.
     "synthetic": dict(
-        data="synthetic", units=128, field_units=128, embedding_dim=64, epochs=12,
-        lr_schedule="cosine", warmup_steps=20,
+        data="synthetic", decoder="odernn", synthetic_size=30000, units=128, embedding_dim=64,
+        field_type="gated", solver="euler", steps_per_unit=1.0, tied_embeddings=True,
+        bidirectional=True, batch_size=64, learning_rate=5e-3, lr_schedule="cosine",
+        warmup_steps=20, epochs=8,
     ),
     # Minimal settings for tests and smoke runs.
     "tiny": dict(

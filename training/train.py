@@ -44,7 +44,7 @@ def resolve_config(args) -> dict:
     given = {key for key, value in vars(args).items() if key in builder.FLAGS and value is not None}
     config = presets.resolve(args.preset, {key: getattr(args, key) for key in given})
     config["preset"] = args.preset
-    builder.check(config, given)
+    builder.check_flags(config, given)
     return config
 
 
@@ -67,18 +67,34 @@ def prepare_run_dir(run_dir: str, config: dict, overwrite: bool) -> None:
     write_json_atomically(os.path.join(run_dir, CONFIG_FILE), config)
 
 
-def configure_devices(config: dict):
+def configure_devices(config: dict) -> None:
+    """Logical CPUs, determinism and the dtype policy: what TensorFlow must know before it first
+    runs anything. Calling it again with the same configuration changes nothing."""
+    if config["deterministic"]:
+        # oneDNN's kernels sum in an order that depends on where the buffers lie in memory, which
+        # changes from one process to the next; read when TensorFlow loads.
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    import keras
     import tensorflow as tf
 
-    if config["logical_cpus"]:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * config["logical_cpus"]
-        )
-    if config["mixed_precision"]:
-        import keras
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    wanted = config["logical_cpus"]
+    if wanted and len(tf.config.get_logical_device_configuration(cpu) or []) != wanted:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * wanted)
+    if config["deterministic"]:
+        tf.config.experimental.enable_op_determinism()
+        # Ops that run side by side finish in any order, and the order in which gradients are
+        # summed follows it; an op split over threads sums its parts in the order they finish.
+        # One thread of each kind fixes both orders.
+        if tf.config.threading.get_inter_op_parallelism_threads() != 1:
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+    keras.mixed_precision.set_global_policy("mixed_float16" if config["mixed_precision"] else "float32")
 
-        keras.mixed_precision.set_global_policy("mixed_float16")
+
+def make_strategy(config: dict):
+    import tensorflow as tf
+
     if config["distribute"] == "mirrored":
         devices = [device.name for device in tf.config.list_logical_devices("GPU")] or [
             device.name for device in tf.config.list_logical_devices("CPU")
@@ -112,7 +128,8 @@ def learning_rate_schedule(config: dict, steps_per_epoch: int):
 def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=()) -> dict:
     """Runs the whole job; returns a summary dict. Assumes `prepare_run_dir` was called.
     `extra_callbacks` (Keras callbacks) run after the job's own."""
-    strategy = configure_devices(config)
+    configure_devices(config)
+    strategy = make_strategy(config)
     import keras
 
     import tfode
@@ -222,6 +239,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = resolve_config(args)
+        configure_devices(config)
+        builder.check_objects(config)
         prepare_run_dir(args.run_dir, config, args.overwrite)
         summary = train(config, args.run_dir, verbose=2 if args.quiet or not sys.stdout.isatty() else 1)
     except (ValueError, OSError) as error:  # DataError and RunError are ValueErrors

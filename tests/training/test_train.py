@@ -140,15 +140,13 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
 
 
 def trained_weights(tmp_path, name, seed):
-    from training import presets
     from training.rundir import load_run
 
     run_dir = str(tmp_path / name)
-    config = presets.resolve("tiny", {"decoder": "odernn", "epochs": 1, "seed": seed, "dropout": 0.2,
-                                      "scheduled_sampling": 0.5, "word_dropout": 0.1})
-    config["preset"] = "tiny"
-    train.prepare_run_dir(run_dir, config, overwrite=False)
-    train.train(config, run_dir, verbose=0)
+    result = run_cli("training.train", *TINY, "--decoder", "odernn", "--epochs", "1", "--seed", str(seed),
+                     "--dropout", "0.2", "--scheduled-sampling", "0.5", "--word-dropout", "0.1",
+                     "--deterministic", "--run-dir", run_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
     return load_run(run_dir)[2].get_weights()
 
 
