@@ -271,7 +271,7 @@ class AutoregressiveDecoder(Decoder):
         kinetic, jacobian = tf.reduce_mean(kinetic), tf.reduce_mean(jacobian)
         if training and self.cell.regularized:
             self.cell.add_flow_penalty(kinetic, jacobian)
-        return self.output(self.readout(self.drop(states, training)), nfe, kinetic, jacobian)
+        return self.decoder_output(self.readout(self.drop(states, training)), nfe, kinetic, jacobian)
 
     # -- free running ------------------------------------------------------------------------
 

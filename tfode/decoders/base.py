@@ -108,7 +108,7 @@ class Decoder(keras.layers.Layer):
             return tf.identity(times)
 
     @staticmethod
-    def output(logits, nfe=0, kinetic_energy=0.0, jacobian_norm=0.0) -> DecoderOutput:
+    def decoder_output(logits, nfe=0, kinetic_energy=0.0, jacobian_norm=0.0) -> DecoderOutput:
         return DecoderOutput(
             logits, tf.convert_to_tensor(nfe, tf.int32),
             tf.convert_to_tensor(kinetic_energy, tf.float32),

@@ -98,7 +98,7 @@ class TrajectoryDecoder(FlowRegularization, Decoder):
         if training and self.midpoint_weight:
             self.add_loss(self.midpoint_weight * self.midpoint_loss(solution.states, target_inputs, training))
         logits = self.readout(self.drop(solution.states, training))
-        return self.output(logits, solution.nfe, kinetic, jacobian)
+        return self.decoder_output(logits, solution.nfe, kinetic, jacobian)
 
     def midpoint_loss(self, token_states, target_inputs, training=None):
         """Mean over sentences of −log(p_k + p_{k+1}) at t_k + Δt/2, one k per sentence.
