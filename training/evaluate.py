@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+from typing import NamedTuple
 
 import training  # noqa: F401  (sets the Keras backend before Keras loads)
 from training.data import DataError
@@ -34,24 +35,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--beam-width", type=int, default=1,
                         help="beam search width for the autoregressive decoders (1 = greedy)")
     parser.add_argument("--batch-size", type=int, default=256, help="sentences per batch")
-    parser.add_argument("--interpolation-pairs", type=int, default=50,
-                        help="sentence pairs for the latent interpolation metrics")
-    parser.add_argument("--interpolation-steps", type=int, default=7, help="points along each path")
+    parser.add_argument("--interpolation-pairs", type=int, default=200,
+                        help="seeded sentence pairs for the latent path metrics (default: 200)")
+    parser.add_argument("--interpolation-steps", type=int, default=9,
+                        help="points along each path, both ends included (default: 9)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sentence pairs and samples (default: 0)")
+    parser.add_argument("--judge", action="store_true",
+                        help="also judge the interpolants' fluency with a reference language model "
+                             "trained on the run's training split (trained once, then cached)")
+    parser.add_argument("--cache-dir", help="where the reference language model is cached "
+                                            "(default: $TFODE_CACHE or ~/.cache/tfode)")
     parser.add_argument("--report-dir", help="where to write the report (default RUN_DIR/report)")
     parser.add_argument("--metrics-out", help="also write every metric, examples included, to this JSON file")
     return parser
 
 
-def evaluation_sentences(config, data, split):
+class EvaluationData(NamedTuple):
+    sentences: list[str]  # the sentences evaluated
+    source: str
+    corpus: list[str]  # every sentence of the data
+    train: list[str]  # its training split
+
+
+def evaluation_data(config, data, split) -> EvaluationData:
     from training import data as loaders
     from training import pipeline
 
     loaded = loaders.load_sentences(data or config["data"], config["synthetic_size"], config["seed"])
-    if split == "all":
-        unique = list(dict.fromkeys(loaded.sentences))
-        return unique, loaded.source
     splits = pipeline.prepare(loaded.sentences, config["min_words"], config["max_words"])
-    return getattr(splits, split), loaded.source
+    chosen = list(dict.fromkeys(loaded.sentences)) if split == "all" else getattr(splits, split)
+    return EvaluationData(chosen, loaded.source, loaded.sentences, splits.train)
 
 
 def batches(ids, lengths, batch_size):
@@ -61,7 +74,9 @@ def batches(ids, lengths, batch_size):
 
 
 def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_size=256,
-             interpolation_pairs=50, interpolation_steps=7, report_dir=None) -> dict:
+             interpolation_pairs=200, interpolation_steps=9, report_dir=None, seed=0, judge=None) -> dict:
+    """Evaluates the run on `split`; `judge` (a `reference_lm.FluencyJudge`, optional) adds the
+    share of fluent interpolants."""
     import numpy as np
     import tensorflow as tf
 
@@ -78,12 +93,10 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
                               input_signature=[tokens_spec])
     trajectory = tf.function(lambda tokens, times: model.trajectory(tokens, times),
                              input_signature=[tokens_spec, tf.TensorSpec([None], tf.float32)])
-    interpolate = tf.function(
-        lambda start, end, alphas, mode: model.interpolate(start, end, alphas, mode=mode),
-        input_signature=[tokens_spec, tokens_spec, tf.TensorSpec([None], tf.float32),
-                         tf.TensorSpec([], tf.string)])
-    sentences, source = evaluation_sentences(config, data, split)
-    sentences = sentences[:limit] if limit else sentences
+    sentences, source, all_sentences, _ = evaluation_data(config, data, split)
+    if limit and limit < len(sentences):  # a seeded sample: files often list sentences shortest first
+        keep = np.sort(np.random.default_rng(seed).permutation(len(sentences))[:limit])
+        sentences = [sentences[i] for i in keep]
     if not sentences:
         raise DataError(f"No sentences to evaluate in the {split} split of {source}.")
     encoded = text.encode(sentences)
@@ -139,63 +152,70 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
     report_dir = report_dir or os.path.join(run_dir, "report")
     os.makedirs(report_dir, exist_ok=True)
     pictures = []
-    sample = ids[: min(256, len(ids))]
-    sample = sample[:, : max(1, int(lengths[: len(sample)].max()))]
-    sample_targets = append_eos(sample).numpy()
     span = model.decoder.time_span
-    steps = sample_targets.shape[1]
     if model.is_ode:
-        midpoint_times = (np.arange(1, steps, dtype="float32") + 0.5) * span
-        _, midpoint_probabilities = trajectory(sample, midpoint_times)
-        hits, count = scores.midpoint_hits(midpoint_probabilities.numpy(), sample_targets)
+        # Every sentence, in batches: between tokens k and k+1 for k = 1 … n.
+        hits = count = 0
+        transfer = []
+        for tokens in batches(ids, lengths, batch_size):
+            targets = append_eos(tokens).numpy()
+            steps = targets.shape[1]
+            midpoint_times = (np.arange(1, steps, dtype="float32") + 0.5) * span
+            _, midpoint_probabilities = trajectory(tokens, midpoint_times)
+            batch_hits, batch_count = scores.midpoint_hits(midpoint_probabilities.numpy(), targets)
+            hits, count = hits + batch_hits, count + batch_count
         metrics["midpoint_consistency"] = hits / max(count, 1)
+        metrics["midpoints"] = count
+        # The mass moving from token k to k+1, on a seeded sample of 256 sentences.
+        sample = ids[np.random.default_rng(seed).permutation(len(ids))[:256]]
+        sample = sample[:, : max(1, int((sample != 0).sum(1).max()))]
+        sample_targets = append_eos(sample).numpy()
+        steps = sample_targets.shape[1]
         grid = (np.arange(1, steps, dtype="float32")[:, None] + np.array(FRACTIONS, "float32")) * span
         _, grid_probabilities = trajectory(sample, grid.reshape(-1))
         grid_probabilities = grid_probabilities.numpy().reshape(len(sample), steps - 1, len(FRACTIONS), -1)
         metrics["mass_transfer"] = scores.mass_transfer(grid_probabilities, sample_targets, FRACTIONS)
 
-    # Pictures of the hidden dynamics (every decoder; the GRU's is a step function).
+    # Pictures of the hidden dynamics (every decoder; the GRU's is a step function), four
+    # sentences drawn with the seed.
+    shown_index = np.random.default_rng(seed).permutation(len(ids))[:4]
+    shown = ids[shown_index]
+    shown = shown[:, : max(1, int((shown != 0).sum(1).max()))]
+    steps = shown.shape[1] + 1
     fine_times = np.linspace(0.0, steps * span, 20 * steps + 1, dtype="float32")
-    shown = sample[:4]
     states, probabilities = trajectory(shown, fine_times)
     token_times = np.arange(1, steps + 1) * span
     words = [[w.decode() for w in row] for row in text.tokens(append_eos(shown)).numpy()]
     labels = [[w for w in row if w != "<pad>"] for row in words]
+    titles = [references[i] for i in shown_index]
     report.plot_trajectories(os.path.join(report_dir, "trajectories.png"), states.numpy(), fine_times,
-                             token_times, labels, references[:4])
-    first = labels[0]
+                             token_times, labels, titles)
     first_ids = [int(i) for i in append_eos(shown[:1]).numpy()[0] if i]
     report.plot_probability_heatmap(
         os.path.join(report_dir, "token_probabilities.png"),
-        probabilities.numpy()[0][:, first_ids], fine_times, first, references[0])
+        probabilities.numpy()[0][:, first_ids], fine_times, labels[0], titles[0])
     pictures += ["trajectories.png", "token_probabilities.png"]
 
-    # Latent interpolation between pairs of sentences.
-    pairs = min(interpolation_pairs, len(ids) // 2)
-    metrics["interpolation"] = {}
+    # Latent paths between seeded pairs of sentences.
+    from training import latent_paths
+
     examples = {}
-    if pairs:
-        alphas = np.linspace(0.0, 1.0, interpolation_steps, dtype="float32")
-        starts, ends = ids[:pairs], ids[pairs : 2 * pairs]
-        width = max(1, int(max(lengths[: 2 * pairs].max(), 1)))
-        for mode in ("linear", "slerp"):
-            path = interpolate(starts[:, :width], ends[:, :width], alphas, tf.constant(mode))
-            flat = path.ids.numpy().reshape(pairs * len(alphas), -1)
-            decoded = np.array([s.decode() for s in text.decode(flat).numpy()]).reshape(pairs, len(alphas))
-            start_text = [s.decode() for s in text.decode(starts).numpy()]
-            end_text = [s.decode() for s in text.decode(ends).numpy()]
-            endpoints = np.mean([(row[0] == a) + (row[-1] == b) for row, a, b in zip(decoded, start_text, end_text)]) / 2
-            distinct = np.mean([len(set(row)) / len(alphas) for row in decoded])
-            summary = {"pairs": pairs, "steps": len(alphas), "endpoint_exactness": float(endpoints),
-                       "distinct_share": float(distinct)}
-            if config["data"] == "synthetic" and not data:
-                summary["grammatical_share"] = float(np.mean([grammar.accepts(s) for s in decoded[:, 1:-1].ravel()]))
-            metrics["interpolation"][mode] = summary
-            examples[mode] = list(zip(alphas.tolist(), decoded[0].tolist()))
-            name = f"interpolation_{mode}.png"
-            report.plot_interpolation_table(os.path.join(report_dir, name), alphas.tolist(),
-                                            [list(row) for row in decoded[:3]], f"{mode} interpolation in latent space")
-            pictures.append(name)
+    accepts = grammar.accepts if config["data"] == "synthetic" and not data else None
+    corpus = {s.decode("utf-8") for s in text.decode(text.encode(all_sentences).ids).numpy()}
+    measured = latent_paths.measure(model, text, sentences, corpus, interpolation_pairs,
+                                    interpolation_steps, seed, fluent=judge, accepts=accepts)
+    paths = measured.pop("_paths")
+    codes = measured.pop("_codes")
+    metrics["interpolation"] = measured
+    for mode, entry in paths.items():
+        examples[mode] = list(zip(entry["alphas"], entry["paths"][0])) if entry["paths"] else []
+        name = f"interpolation_{mode}.png"
+        latent_paths.plot_paths(os.path.join(report_dir, name), entry["paths"], entry["alphas"],
+                                f"{mode} paths between test sentences (changed words in red)")
+        pictures.append(name)
+    if paths:
+        latent_paths.plot_latent_projection(os.path.join(report_dir, "latent_paths.png"), codes, paths)
+        pictures.append("latent_paths.png")
 
     reconstructions = list(zip(references[:8], hypotheses[:8]))
     report.write_report(report_dir, metrics, reconstructions, examples, pictures)
@@ -213,9 +233,10 @@ def print_metrics(metrics, report_dir) -> None:
     if metrics.get("midpoint_consistency") is not None:
         line += f", midpoint consistency {100 * metrics['midpoint_consistency']:.1f} %"
     print(line)
-    grammatical = metrics.get("interpolation", {}).get("slerp", {}).get("grammatical_share")
-    if grammatical is not None:
-        print(f"interpolants accepted by the grammar (slerp): {100 * grammatical:.1f} %")
+    from training.path_metrics import summary_line
+
+    for mode, figures in metrics.get("interpolation", {}).items():
+        print(f"latent paths ({mode}, {figures['paths']} pairs, {figures['points']} points): {summary_line(figures)}")
     print("reconstructions (input → output):")
     for source, output in metrics["_reconstructions"][:3]:
         print(f"  {source} → {output}")
@@ -224,6 +245,20 @@ def print_metrics(metrics, report_dir) -> None:
         for alpha, sentence in metrics["_interpolation_example"]:
             print(f"  α={alpha:.2f}  {sentence}")
     print(f"report, pictures and every metric: {os.path.join(report_dir, 'report.md')}, metrics.json")
+
+
+def fluency_judge(run_dir, data=None, cache_dir=None):
+    """The reference language model of the run's training split, and the fluency threshold from
+    its validation split (`training.reference_lm`)."""
+    from training import reference_lm
+    from training.rundir import read_config
+
+    config = read_config(run_dir)
+    train_split = evaluation_data(config, data, "train")
+    validation = evaluation_data(config, data, "validation").sentences
+    lm = reference_lm.ReferenceLM.fit_or_load(train_split.sentences, cache_dir or reference_lm.default_cache_dir())
+    printed = [s.decode("utf-8") for s in lm.text.decode(lm.text.encode(validation).ids).numpy()]
+    return reference_lm.FluencyJudge(lm, printed)
 
 
 def evaluate_in_subprocess(run_dir, limit=None, beam_width=1, report_dir=None) -> dict:
@@ -248,12 +283,16 @@ def evaluate_in_subprocess(run_dir, limit=None, beam_width=1, report_dir=None) -
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.beam_width < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 1):
-        print("error: --beam-width, --batch-size and --limit must be positive", file=sys.stderr)
+    if (args.beam_width < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 1)
+            or args.interpolation_pairs < 0 or args.interpolation_steps < 3):
+        print("error: --beam-width, --batch-size and --limit must be positive, --interpolation-pairs "
+              "at least 0 and --interpolation-steps at least 3", file=sys.stderr)
         return 2
     try:
+        judge = fluency_judge(args.run_dir, args.data, args.cache_dir) if args.judge else None
         metrics = evaluate(args.run_dir, args.data, args.split, args.limit, args.beam_width, args.batch_size,
-                           args.interpolation_pairs, args.interpolation_steps, args.report_dir)
+                           args.interpolation_pairs, args.interpolation_steps, args.report_dir,
+                           args.seed, judge)
     except (DataError, RunError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

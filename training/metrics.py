@@ -69,7 +69,7 @@ def bleu(hypotheses: list[str], references: list[str]) -> float:
     """Corpus BLEU (sacrebleu) of `hypotheses` against one reference each. Both come out of the
     text pipeline already tokenised (words and punctuation separated by spaces), so sacrebleu
     splits on spaces alone (`tokenize="none"`)."""
-    return float(sacrebleu.corpus_bleu(hypotheses, [references], tokenize="none").score)
+    return float(sacrebleu.corpus_bleu(hypotheses, [references], tokenize="none", force=True).score)
 
 
 def midpoint_hits(probabilities: np.ndarray, targets: np.ndarray) -> tuple[int, int]:

@@ -54,21 +54,6 @@ def plot_probability_heatmap(path, probabilities, times, token_names, sentence):
     plt.close(figure)
 
 
-def plot_interpolation_table(path, alphas, rows, title):
-    """A table image: one column of decoded sentences per path, one row per α."""
-    figure, axis = plt.subplots(figsize=(10, 0.32 * len(alphas) + 1.0))
-    axis.axis("off")
-    cells = [[f"{alpha:.2f}", *[row[i] for row in rows]] for i, alpha in enumerate(alphas)]
-    table = axis.table(cellText=cells, colLabels=["α", *[f"path {i + 1}" for i in range(len(rows))]],
-                       loc="center", cellLoc="left", colWidths=[0.06] + [0.94 / len(rows)] * len(rows))
-    table.auto_set_font_size(False)
-    table.set_fontsize(7)
-    axis.set_title(title, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
 def write_report(directory, metrics, reconstructions, interpolations, pictures):
     """Writes `metrics.json` and `report.md` (embedding the PNGs named in `pictures`)."""
     os.makedirs(directory, exist_ok=True)
@@ -102,16 +87,24 @@ def write_report(directory, metrics, reconstructions, interpolations, pictures):
                   "|---|" + "---:|" * len(transfer["fractions"]),
                   "| p(token k) | " + " | ".join(f"{v:.3f}" for v in transfer["token_k"]) + " |",
                   "| p(token k+1) | " + " | ".join(f"{v:.3f}" for v in transfer["token_k_plus_1"]) + " |"]
-    for mode, summary in metrics.get("interpolation", {}).items():
-        lines += ["", f"## Latent interpolation ({mode})", "",
-                  f"endpoint exactness {summary['endpoint_exactness']:.3f}, distinct sentences along a "
-                  f"path {summary['distinct_share']:.3f}"
-                  + (f", accepted by the grammar {summary['grammatical_share']:.3f}"
-                     if summary.get("grammatical_share") is not None else "")]
-        example = interpolations.get(mode)
-        if example:
-            lines += ["", "| α | sentence |", "|---:|---|"]
-            lines += [f"| {alpha:.2f} | {sentence} |" for alpha, sentence in example]
+    interpolation = metrics.get("interpolation", {})
+    if interpolation:
+        from training.path_metrics import ORDER, formatted
+
+        modes = list(interpolation)
+        first = interpolation[modes[0]]
+        lines += ["", "## Latent paths between sentences", "",
+                  f"{first['paths']} seeded pairs of sentences, {first['points']} points per path; "
+                  "95 % intervals in brackets (training/path_metrics.py says what each figure means).", "",
+                  "| figure | " + " | ".join(modes) + " |", "|---|" + "---:|" * len(modes)]
+        for name in ORDER:
+            if name in first:
+                lines.append(f"| {name} | " + " | ".join(formatted(name, interpolation[m][name]) for m in modes) + " |")
+        for mode in modes:
+            example = interpolations.get(mode)
+            if example:
+                lines += ["", f"A {mode} path:", "", "| α | sentence |", "|---:|---|"]
+                lines += [f"| {alpha:.3f} | {sentence} |" for alpha, sentence in example]
     lines += [""] + [f"![{name}]({name})" for name in pictures]
     with open(os.path.join(directory, "report.md"), "w") as handle:
         handle.write("\n".join(lines) + "\n")

@@ -62,6 +62,10 @@ def test_signatures_match_the_model_in_process(exported, loaded, tiny_text):
                                                 num_steps=tf.constant(4), mode=tf.constant("slerp"))
     assert path_out["sentences"].shape == (2, 4)
     np.testing.assert_allclose(path_out["alphas"].numpy(), [0, 1 / 3, 2 / 3, 1], atol=1e-6)
+    # The served path is the library's, sentence for sentence.
+    library = model.interpolate(ids, ids[::-1], path_out["alphas"], mode="slerp")
+    expected = tiny_text.decode(tf.reshape(library.ids, [8, -1])).numpy().reshape(2, 4)
+    np.testing.assert_array_equal(path_out["sentences"].numpy(), expected)
     trajectory = loaded.signatures["trajectory"](sentences=sentences, times=tf.constant([0.5, 1.0, 2.5]))
     assert trajectory["states"].shape == (2, 3, 32)
     assert trajectory["top_k_tokens"].shape == (2, 3, export.TOP_K)

@@ -67,10 +67,13 @@ def test_evaluation_report_holds_numbers(trained_run, tmp_path):
     saved = json.load(open(tmp_path / "metrics.json"))
     assert saved["token_accuracy"] == metrics["token_accuracy"]
     assert set(saved["interpolation"]) == {"linear", "slerp"}
-    assert 0.0 <= saved["interpolation"]["linear"]["grammatical_share"] <= 1.0
+    for figure in ("grammatical", "real", "gradual", "smooth", "monotone", "distinct", "endpoints"):
+        assert saved["interpolation"]["linear"][figure]["n"] > 0, figure
+    assert 0.0 <= saved["interpolation"]["linear"]["grammatical"]["value"] <= 1.0
+    assert metrics["midpoints"] > 0  # every sentence's midpoints, not a sample
     report = (tmp_path / "report.md").read_text()
     assert "## Token accuracy by how frequent" in report and "| words ranked 1–" in report
-    for picture in ("trajectories.png", "token_probabilities.png", "interpolation_linear.png"):
+    for picture in ("trajectories.png", "token_probabilities.png", "interpolation_linear.png", "latent_paths.png"):
         assert (tmp_path / picture).stat().st_size > 1000
         assert f"]({picture})" in report
 

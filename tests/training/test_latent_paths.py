@@ -1,0 +1,123 @@
+"""Latent path metrics, the reference language model that judges fluency, and their wiring."""
+
+import math
+
+import numpy as np
+import pytest
+
+from training import latent_paths, path_metrics
+
+
+def test_path_figures_on_paths_made_by_hand():
+    a, b = "the cat sat .", "a dog ran ."
+    one_jump = [a, a, a, b, b]                              # flips in one step
+    gradual = [a, "a cat sat .", "a dog sat .", b, b]      # one word at a time, straight
+    detour = [a, "the cat sat on a mat .", b, b, b]        # away from both ends first
+    corpus = {a, b, "a dog sat ."}
+    metrics = path_metrics.path_metrics([one_jump, gradual, detour], [(a, b), (a, b), (a, "x .")], corpus)
+    shapes = [path_metrics.path_shape(p) for p in (one_jump, gradual, detour)]
+    assert [s["span"] for s in shapes] == [3, 3, 3]
+    assert [s["largest_step"] for s in shapes] == [3, 1, 6]
+    assert [s["monotone"] for s in shapes] == [True, True, False]
+    assert [s["distinct"] for s in shapes] == [0, 2, 1]
+    assert metrics["gradual"]["value"] == pytest.approx((1 + 1 / 3 + 2) / 3)
+    assert metrics["smooth"]["value"] == pytest.approx((1 + 1 + 3 / 9) / 3)
+    assert metrics["monotone"]["value"] == pytest.approx(2 / 3) and metrics["monotone"]["n"] == 3
+    assert metrics["endpoints"]["value"] == pytest.approx(2 / 3)
+    interior = [s for p in (one_jump, gradual, detour) for s in p[1:-1]]
+    assert metrics["real"]["value"] == pytest.approx(sum(s in corpus for s in interior) / len(interior))
+    assert "fluent" not in metrics
+    judged = path_metrics.path_metrics([gradual], [(a, b)], corpus, fluent=lambda ss: [s != "a cat sat ." for s in ss])
+    assert judged["fluent"]["value"] == pytest.approx(2 / 3)
+
+
+def test_paths_that_cannot_move_are_left_out_of_the_ratios():
+    a = "the cat sat ."
+    metrics = path_metrics.path_metrics([[a, "a cat .", a]], [(a, a)], set())
+    assert metrics["gradual"]["n"] == 0 and math.isnan(metrics["gradual"]["value"])
+    assert metrics["monotone"]["n"] == 1
+
+
+def test_intervals_hold_their_value_and_narrow_with_more_data():
+    small, large = path_metrics.share([True] * 8 + [False] * 2), path_metrics.share([True] * 80 + [False] * 20)
+    for figure in (small, large):
+        assert figure["low"] < figure["value"] < figure["high"]
+    assert large["high"] - large["low"] < small["high"] - small["low"]
+    assert path_metrics.wilson(0, 10)[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_broken_sentences_are_made_as_described():
+    rng = np.random.default_rng(0)
+    sentence = "i like your red car ."
+    swapped = path_metrics.swapped(sentence, rng)
+    assert sorted(swapped.split()) == sorted(sentence.split()) and swapped != sentence
+    assert swapped.endswith(" .")
+    assert path_metrics.spliced("a b c d .", "e f g h i .") == "a b h i ."
+    assert path_metrics.changed_words("a b c .", "a x c d .") == {1, 3}
+
+
+def test_pairs_are_seeded_disjoint_and_bounded():
+    pairs = latent_paths.sample_pairs(10, 4, seed=3)
+    assert pairs == latent_paths.sample_pairs(10, 4, seed=3) != latent_paths.sample_pairs(10, 4, seed=4)
+    flat = [i for pair in pairs for i in pair]
+    assert len(set(flat)) == 8
+    assert len(latent_paths.sample_pairs(5, 10, seed=0)) == 2
+
+
+@pytest.fixture(scope="module")
+def grammar_lm(tmp_path_factory):
+    from training import grammar, reference_lm
+
+    sentences = grammar.corpus(1500, seed=1)
+    cache = str(tmp_path_factory.mktemp("lm"))
+    lm = reference_lm.ReferenceLM.fit_or_load(sentences, cache, units=32, embedding_dim=16, epochs=6,
+                                              batch_size=64, learning_rate=1e-2)
+    return lm, sentences, cache
+
+
+def test_the_reference_lm_is_cached_and_tells_real_sentences_from_broken_ones(grammar_lm):
+    import os
+
+    from training import grammar, reference_lm
+
+    lm, sentences, cache = grammar_lm
+    assert len(os.listdir(cache)) == 1
+    again = reference_lm.ReferenceLM.fit_or_load(sentences, cache, units=32, embedding_dim=16, epochs=6,
+                                                 batch_size=64, learning_rate=1e-2)
+    assert again.directory == lm.directory and len(os.listdir(cache)) == 1  # loaded, not trained
+    held_out = [s for s in grammar.corpus(2200, seed=2) if s not in set(sentences)][:300]
+    judge = reference_lm.FluencyJudge(lm, held_out)
+    calibration = judge.calibration
+    assert calibration["real sentences"]["value"] == pytest.approx(0.95, abs=0.01)
+    assert calibration["two adjacent words swapped"]["value"] < 0.5
+    assert 1.0 < calibration["perplexity on the real sentences"] < lm.text.vocabulary_size
+    assert judge([]) == []
+
+
+def test_measure_decodes_seeded_paths_of_a_model(tiny_text):
+    from tests.helpers import small_model
+
+    sentences = ["the cat sat on the mat .", "a dog ran in the park .", "i like your style .",
+                 "she reads a long book .", "he has a red car .", "the pain was unbearable ."]
+    model = small_model(tiny_text.vocabulary_size, "gru", max_length=tiny_text.max_length)
+    measured = latent_paths.measure(model, tiny_text, sentences, set(sentences), pairs=3, points=5, seed=1,
+                                    accepts=lambda s: s.endswith("."))
+    paths = measured["_paths"]["slerp"]
+    assert len(paths["paths"]) == 3 and all(len(p) == 5 for p in paths["paths"])
+    assert paths["codes"].shape == (3, 5, 32)
+    assert measured["linear"]["paths"] == 3 and 0 <= measured["linear"]["grammatical"]["value"] <= 1
+    # The ends of a path are the model's own reconstructions of the pair.
+    first, second = latent_paths.sample_pairs(len(sentences), 3, seed=1)[0]
+    ids = tiny_text.encode([sentences[first], sentences[second]]).ids
+    expected = [s.decode() for s in tiny_text.decode(model.reconstruct(ids).ids).numpy()]
+    assert [paths["paths"][0][0], paths["paths"][0][-1]] == expected
+
+
+def test_bench_interpolation_refuses_what_it_cannot_run(tmp_path, capsys):
+    from training import bench_interpolation
+
+    assert bench_interpolation.main(["--results", str(tmp_path / "x.md")]) == 2
+    assert bench_interpolation.main(["--runs", f"a={tmp_path}", "--results", str(tmp_path / "x.md")]) == 2
+    assert "not a training run" in capsys.readouterr().err
+    assert bench_interpolation.main(["--runs", "nameless", "--results", str(tmp_path / "x.md")]) == 2
+    assert not (tmp_path / "x.md").exists()
