@@ -10,6 +10,10 @@
 
 `TFServingClient` returns plain Python/NumPy values; errors raise `ServingClientError` with the
 status code (gRPC name) and the server's message.
+
+Over REST the client needs NumPy alone. Over gRPC it needs `grpcio` and the TF Serving protos
+(`tensorflow-serving-api`), which import the `tensorflow` package they are defined in; those load
+on the first gRPC call, so `--help` and REST clients never load TensorFlow.
 """
 
 from __future__ import annotations
@@ -21,16 +25,33 @@ import sys
 import urllib.error
 import urllib.request
 
-import grpc
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    model_service_pb2_grpc,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
+
+grpc = tensor_pb2 = tensor_shape_pb2 = types_pb2 = None
+get_model_metadata_pb2 = get_model_status_pb2 = model_service_pb2_grpc = None
+predict_pb2 = prediction_service_pb2_grpc = None
+
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module's docstring as written, and each flag's default."""
+
+def _load_grpc() -> None:
+    """Imports gRPC and the TF Serving protos into this module's globals, once."""
+    global grpc, tensor_pb2, tensor_shape_pb2, types_pb2, get_model_metadata_pb2, get_model_status_pb2
+    global model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc
+    if grpc is not None:
+        return
+    import grpc as grpc_module
+    from tensorflow.core.framework import tensor_pb2 as tensor, tensor_shape_pb2 as shape, types_pb2 as types
+    from tensorflow_serving.apis import get_model_metadata_pb2 as metadata, get_model_status_pb2 as status
+    from tensorflow_serving.apis import model_service_pb2_grpc as model_service, predict_pb2 as predict
+    from tensorflow_serving.apis import prediction_service_pb2_grpc as prediction_service
+
+    (tensor_pb2, tensor_shape_pb2, types_pb2, get_model_metadata_pb2, get_model_status_pb2,
+     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc) = (
+        tensor, shape, types, metadata, status, model_service, predict, prediction_service)
+    grpc = grpc_module
 
 HTTP_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 413: "INVALID_ARGUMENT",
               429: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE"}
@@ -43,8 +64,9 @@ class ServingClientError(Exception):
         self.message = message
 
 
-def tensor_proto(value) -> tensor_pb2.TensorProto:
+def tensor_proto(value):
     """NumPy/Python value → TensorProto (strings, int32, float32), without TensorFlow ops."""
+    _load_grpc()
     array = np.asarray(value)
     proto = tensor_pb2.TensorProto(
         tensor_shape=tensor_shape_pb2.TensorShapeProto(
@@ -65,7 +87,8 @@ def tensor_proto(value) -> tensor_pb2.TensorProto:
     return proto
 
 
-def from_tensor_proto(proto: tensor_pb2.TensorProto) -> np.ndarray:
+def from_tensor_proto(proto) -> np.ndarray:
+    _load_grpc()
     shape = [dim.size for dim in proto.tensor_shape.dim]
     if proto.dtype == types_pb2.DT_STRING:
         return np.array(list(proto.string_val), dtype=object).reshape(shape)
@@ -92,6 +115,7 @@ class TFServingClient:
         self.timeout = timeout
         self.version = version
         if not rest:
+            _load_grpc()
             self.channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 << 20)])
             self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
             self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
@@ -219,7 +243,7 @@ def _text(value) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.client", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--target", default=None, help="host:port (default localhost:8500, or :8501 with --rest)")
     parser.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
     parser.add_argument("--model-name", default="tfode")
@@ -265,7 +289,9 @@ def main(argv=None) -> int:
     except ServingClientError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except grpc.RpcError as error:  # pragma: no cover - transport failures
+    except Exception as error:  # transport failures: grpc.RpcError (loaded with gRPC) or OSError
+        if not isinstance(error, (OSError, *((grpc.RpcError,) if grpc is not None else ()))):
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

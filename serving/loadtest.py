@@ -29,6 +29,10 @@ SENTENCES = [
 ]
 
 
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module's docstring as written, and each flag's default."""
+
 def resident_megabytes(pid: int) -> float | None:
     try:
         with open(f"/proc/{pid}/status") as handle:
@@ -101,7 +105,7 @@ def run(target, rest, clients, duration, max_requests, model_name, seed=0):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.loadtest", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--target", default="127.0.0.1:8500", help="host:port, loopback only")
     parser.add_argument("--rest", action="store_true", help="REST instead of gRPC")
     parser.add_argument("--clients", type=int, default=8)

@@ -1,0 +1,154 @@
+"""Request admission: a Predict request checked against its signature, the bounds on what runs
+at once, and the run itself (shared by gRPC and REST).
+
+Every problem with a request becomes a `ServingError` with the gRPC status TF Serving would use
+and a message that says what was wrong; the model is never run on inputs that do not match the
+signature's names, dtypes and shapes.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import tensorflow as tf
+
+from serving.model_manager import ModelManager, ServingError
+
+
+class Limits:
+    """Request bounds and the admission queue.
+
+    Up to `max_concurrent` requests run at once; up to `max_queued` more wait (at most
+    `queue_timeout` seconds); any further request is shed at once with RESOURCE_EXHAUSTED.
+    """
+
+    def __init__(self, max_batch_size=256, max_request_bytes=4 << 20, max_concurrent=2,
+                 max_queued=32, queue_timeout=30.0):
+        self.max_batch_size = max_batch_size
+        self.max_request_bytes = max_request_bytes
+        self.max_concurrent = max_concurrent
+        self.max_queued = max_queued
+        self.queue_timeout = queue_timeout
+        self._running = threading.Semaphore(max_concurrent)
+        self._waiting = threading.BoundedSemaphore(max_concurrent + max_queued)
+        self.in_flight = 0
+        self._count_lock = threading.Lock()
+
+    @contextmanager
+    def admit(self):
+        if not self._waiting.acquire(blocking=False):
+            raise ServingError("RESOURCE_EXHAUSTED", "The server's request queue is full; retry later")
+        try:
+            if not self._running.acquire(timeout=self.queue_timeout):
+                raise ServingError("UNAVAILABLE", f"Request waited over {self.queue_timeout:.0f} s in the queue")
+            with self._count_lock:
+                self.in_flight += 1
+            try:
+                yield
+            finally:
+                with self._count_lock:
+                    self.in_flight -= 1
+                self._running.release()
+        finally:
+            self._waiting.release()
+
+    def drain(self, timeout: float) -> bool:
+        """Waits until no request is running; False if `timeout` passed first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.in_flight == 0:
+                return True
+            time.sleep(0.05)
+        return self.in_flight == 0
+
+
+def _dims(tensor_info) -> list[int] | None:
+    if tensor_info.tensor_shape.unknown_rank:
+        return None
+    return [dim.size for dim in tensor_info.tensor_shape.dim]
+
+
+def check_inputs(signature, signature_name: str, inputs: dict[str, np.ndarray], limits: Limits) -> dict:
+    """Returns the inputs cast to the signature's dtypes, or raises INVALID_ARGUMENT."""
+    expected, given = set(signature.inputs), set(inputs)
+    if expected != given:
+        raise ServingError(
+            "INVALID_ARGUMENT",
+            f"Signature {signature_name!r} takes inputs {sorted(expected)}; "
+            f"missing {sorted(expected - given)}, unexpected {sorted(given - expected)}",
+        )
+    checked = {}
+    for key, value in inputs.items():
+        info = signature.inputs[key]
+        dtype = tf.dtypes.as_dtype(info.dtype)
+        value = np.asarray(value)
+        if value.size == 0:  # an empty JSON list has no type of its own
+            value = value.astype(object if dtype == tf.string else dtype.as_numpy_dtype)
+        if dtype == tf.string:
+            if value.dtype.kind not in "OSU" or (
+                value.dtype.kind == "O" and not all(isinstance(v, (bytes, str)) for v in value.flat)
+            ):
+                raise ServingError("INVALID_ARGUMENT", f"Input {key!r} must be strings, got {value.dtype}")
+        else:
+            allowed = "iuf" if dtype.is_floating else "iu"
+            if value.dtype.kind not in allowed:
+                raise ServingError("INVALID_ARGUMENT", f"Input {key!r} must be {dtype.name}, got {value.dtype}")
+            if not dtype.is_floating and value.size:
+                bounds = np.iinfo(dtype.as_numpy_dtype)
+                if value.min() < bounds.min or value.max() > bounds.max:
+                    raise ServingError("INVALID_ARGUMENT", f"Input {key!r} is out of the {dtype.name} range")
+            value = value.astype(dtype.as_numpy_dtype)
+        dims = _dims(info)
+        if dims is not None:
+            if value.ndim != len(dims) or any(d != -1 and d != s for d, s in zip(dims, value.shape)):
+                raise ServingError(
+                    "INVALID_ARGUMENT",
+                    f"Input {key!r} must have shape {['?' if d == -1 else d for d in dims]}, "
+                    f"got {list(value.shape)}",
+                )
+            # The batch is the rows of the text inputs; other vectors (e.g. times) are bounded by
+            # the request size and the model's own checks.
+            if dims and dims[0] == -1 and dtype == tf.string and value.shape[0] > limits.max_batch_size:
+                raise ServingError(
+                    "INVALID_ARGUMENT",
+                    f"Input {key!r} has {value.shape[0]} rows; the largest batch is {limits.max_batch_size}",
+                )
+        checked[key] = value
+    return checked
+
+
+def predict(manager: ModelManager, limits: Limits, model_name: str, version: int | None,
+            signature_name: str, inputs: dict[str, np.ndarray]) -> tuple[int, dict[str, np.ndarray]]:
+    """`(version served, outputs)` for one Predict request."""
+    loaded = manager.get(model_name, version)
+    signature_name = signature_name or "serving_default"
+    if signature_name not in loaded.signatures:
+        raise ServingError(
+            "INVALID_ARGUMENT",
+            f"Serving signature name: {signature_name!r} not found in signature def "
+            f"(available: {sorted(loaded.signatures)})",
+        )
+    checked = check_inputs(loaded.signatures[signature_name], signature_name, inputs, limits)
+    with limits.admit():
+        try:
+            return loaded.version, loaded.run(signature_name, checked)
+        except tf.errors.InvalidArgumentError as error:
+            raise ServingError("INVALID_ARGUMENT", _assertion_message(error)) from None
+        except tf.errors.OpError as error:
+            raise ServingError("INTERNAL", f"{type(error).__name__}: {error.message.splitlines()[0]}") from None
+
+
+def _assertion_message(error: tf.errors.InvalidArgumentError) -> str:
+    """What a failed graph assertion says was wrong ("num_steps must be at most 64")."""
+    found = re.search(r"assertion failed: \[(.*?)\]", error.message)
+    if found:
+        return found.group(1).replace("\\'", "'").strip().rstrip(".")
+    lines = [
+        line.strip() for line in error.message.splitlines()
+        if line.strip() and not line.strip().startswith(("Graph execution error", "Detected at node", "[[", "Stack trace"))
+    ]
+    return (lines[0] if lines else "invalid argument")[:500]

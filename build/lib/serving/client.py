@@ -1,0 +1,297 @@
+"""Client for a tfode model behind the TF Serving API (this project's server or the stock one).
+
+    python -m serving.client [--target localhost:8500] [--rest] [--model-name tfode] \\
+        decode "i like your style ."
+    python -m serving.client interpolate "i like your style ." "the pain was unbearable ." \\
+        [--num-steps 7] [--mode slerp]
+    python -m serving.client encode "i like your style ."
+    python -m serving.client trajectory "i like your style ." --times 0.5 1 1.5
+    python -m serving.client status | metadata
+
+`TFServingClient` returns plain Python/NumPy values; errors raise `ServingClientError` with the
+status code (gRPC name) and the server's message.
+
+Over REST the client needs NumPy alone. Over gRPC it needs `grpcio` and the TF Serving protos
+(`tensorflow-serving-api`), which import the `tensorflow` package they are defined in; those load
+on the first gRPC call, so `--help` and REST clients never load TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+import urllib.error
+import urllib.request
+
+import numpy as np
+
+grpc = tensor_pb2 = tensor_shape_pb2 = types_pb2 = None
+get_model_metadata_pb2 = get_model_status_pb2 = model_service_pb2_grpc = None
+predict_pb2 = prediction_service_pb2_grpc = None
+
+
+def _load_grpc() -> None:
+    """Imports gRPC and the TF Serving protos into this module's globals, once."""
+    global grpc, tensor_pb2, tensor_shape_pb2, types_pb2, get_model_metadata_pb2, get_model_status_pb2
+    global model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc
+    if grpc is not None:
+        return
+    import grpc as grpc_module
+    from tensorflow.core.framework import tensor_pb2 as tensor, tensor_shape_pb2 as shape, types_pb2 as types
+    from tensorflow_serving.apis import get_model_metadata_pb2 as metadata, get_model_status_pb2 as status
+    from tensorflow_serving.apis import model_service_pb2_grpc as model_service, predict_pb2 as predict
+    from tensorflow_serving.apis import prediction_service_pb2_grpc as prediction_service
+
+    (tensor_pb2, tensor_shape_pb2, types_pb2, get_model_metadata_pb2, get_model_status_pb2,
+     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc) = (
+        tensor, shape, types, metadata, status, model_service, predict, prediction_service)
+    grpc = grpc_module
+
+HTTP_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 413: "INVALID_ARGUMENT",
+              429: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE"}
+
+
+class ServingClientError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def tensor_proto(value):
+    """NumPy/Python value → TensorProto (strings, int32, float32), without TensorFlow ops."""
+    _load_grpc()
+    array = np.asarray(value)
+    proto = tensor_pb2.TensorProto(
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape]
+        )
+    )
+    if array.dtype.kind in "OSU":
+        proto.dtype = types_pb2.DT_STRING
+        proto.string_val.extend(v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in array.ravel())
+    elif array.dtype.kind in "iu":
+        proto.dtype = types_pb2.DT_INT32
+        proto.int_val.extend(int(v) for v in array.ravel())
+    elif array.dtype.kind == "f":
+        proto.dtype = types_pb2.DT_FLOAT
+        proto.float_val.extend(float(v) for v in array.ravel())
+    else:
+        raise TypeError(f"Cannot send a {array.dtype} tensor")
+    return proto
+
+
+def from_tensor_proto(proto) -> np.ndarray:
+    _load_grpc()
+    shape = [dim.size for dim in proto.tensor_shape.dim]
+    if proto.dtype == types_pb2.DT_STRING:
+        return np.array(list(proto.string_val), dtype=object).reshape(shape)
+    numpy_type = {types_pb2.DT_FLOAT: np.float32, types_pb2.DT_INT32: np.int32,
+                  types_pb2.DT_INT64: np.int64, types_pb2.DT_BOOL: np.bool_}[proto.dtype]
+    if proto.tensor_content:
+        return np.frombuffer(proto.tensor_content, dtype=numpy_type).reshape(shape)
+    values = {types_pb2.DT_FLOAT: proto.float_val, types_pb2.DT_INT32: proto.int_val,
+              types_pb2.DT_INT64: proto.int64_val, types_pb2.DT_BOOL: proto.bool_val}[proto.dtype]
+    array = np.array(list(values), dtype=numpy_type)
+    if array.size == 1 and int(np.prod(shape)) > 1:
+        array = np.repeat(array, int(np.prod(shape)))
+    return array.reshape(shape)
+
+
+class TFServingClient:
+    """Predict requests over gRPC (`target` = host:port of the gRPC port) or REST (`rest=True`,
+    `target` = host:port of the REST port)."""
+
+    def __init__(self, target="localhost:8500", model_name="tfode", rest=False, timeout=60.0, version=None):
+        self.target = target
+        self.model_name = model_name
+        self.rest = rest
+        self.timeout = timeout
+        self.version = version
+        if not rest:
+            _load_grpc()
+            self.channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 << 20)])
+            self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+            self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
+
+    # -- transport ------------------------------------------------------------------------
+
+    def predict(self, signature: str, inputs: dict) -> dict[str, np.ndarray]:
+        if self.rest:
+            return self._rest_predict(signature, inputs)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.model_name
+        request.model_spec.signature_name = signature
+        if self.version is not None:
+            request.model_spec.version.value = self.version
+        for key, value in inputs.items():
+            request.inputs[key].CopyFrom(tensor_proto(value))
+        try:
+            response = self.prediction.Predict(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise ServingClientError(error.code().name, error.details()) from None
+        return {key: from_tensor_proto(proto) for key, proto in response.outputs.items()}
+
+    def _url(self, suffix=""):
+        version = f"/versions/{self.version}" if self.version is not None else ""
+        return f"http://{self.target}/v1/models/{self.model_name}{version}{suffix}"
+
+    def _http(self, url, body=None):
+        data = json.dumps(body).encode("utf-8") if body is not None else None
+        request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            try:
+                message = json.loads(error.read()).get("error", "")
+            except ValueError:
+                message = error.reason
+            raise ServingClientError(HTTP_CODES.get(error.code, f"HTTP_{error.code}"), message) from None
+
+    def _rest_predict(self, signature, inputs):
+        payload = {key: _to_json(np.asarray(value).tolist()) for key, value in inputs.items()}
+        answer = self._http(self._url(":predict"), {"signature_name": signature, "inputs": payload})
+        return {key: _from_json(value) for key, value in answer["outputs"].items()}
+
+    def status(self) -> list[dict]:
+        if self.rest:
+            return self._http(self._url())["model_version_status"]
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = self.model_name
+        if self.version is not None:
+            request.model_spec.version.value = self.version
+        try:
+            response = self.models.GetModelStatus(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise ServingClientError(error.code().name, error.details()) from None
+        states = get_model_status_pb2.ModelVersionStatus.State
+        return [{"version": str(s.version), "state": states.Name(s.state),
+                 "status": {"error_message": s.status.error_message}} for s in response.model_version_status]
+
+    def metadata(self) -> dict:
+        """{signature name: {"inputs": {name: (dtype, shape)}, "outputs": {...}}}."""
+        if self.rest:
+            raw = self._http(self._url("/metadata"))["metadata"]["signature_def"]["signature_def"]
+            return {name: {side: {key: (info["dtype"], [int(d["size"]) for d in info["tensor_shape"].get("dim", [])])
+                                  for key, info in signature.get(side, {}).items()}
+                           for side in ("inputs", "outputs")} for name, signature in raw.items()}
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = self.model_name
+        try:
+            response = self.prediction.GetModelMetadata(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise ServingClientError(error.code().name, error.details()) from None
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signature_map)
+        return {name: {side: {key: (types_pb2.DataType.Name(info.dtype), [d.size for d in info.tensor_shape.dim])
+                              for key, info in getattr(signature, side).items()}
+                       for side in ("inputs", "outputs")}
+                for name, signature in signature_map.signature_def.items()}
+
+    # -- the model's calls ------------------------------------------------------------------
+
+    def decode(self, sentences: list[str]) -> dict:
+        return self.predict("decode", {"sentences": np.array(sentences, dtype=object)})
+
+    def encode(self, sentences: list[str]) -> dict:
+        return self.predict("encode", {"sentences": np.array(sentences, dtype=object)})
+
+    def interpolate(self, sentences_a, sentences_b, num_steps=7, mode="slerp") -> dict:
+        return self.predict("interpolate", {
+            "sentence_a": np.array(sentences_a, dtype=object),
+            "sentence_b": np.array(sentences_b, dtype=object),
+            "num_steps": np.int32(num_steps),
+            "mode": np.array(mode, dtype=object),
+        })
+
+    def trajectory(self, sentences, times) -> dict:
+        return self.predict("trajectory", {
+            "sentences": np.array(sentences, dtype=object),
+            "times": np.asarray(times, dtype=np.float32),
+        })
+
+
+def _to_json(value):
+    """Bytes become text, or {"b64": ...} when they are not UTF-8 (TF Serving's REST form)."""
+    if isinstance(value, list):
+        return [_to_json(item) for item in value]
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"b64": base64.b64encode(value).decode("ascii")}
+    return value
+
+
+def _from_json(value):
+    array = np.array(value, dtype=object)
+    if array.size and all(isinstance(v, str) for v in array.flat):
+        return np.vectorize(lambda v: v.encode("utf-8"), otypes=[object])(array)
+    return np.array(value)
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serving.client", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", default=None, help="host:port (default localhost:8500, or :8501 with --rest)")
+    parser.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
+    parser.add_argument("--model-name", default="tfode")
+    parser.add_argument("--version", type=int, help="ask for this model version")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("decode", help="reconstruct sentences").add_argument("sentences", nargs="+")
+    commands.add_parser("encode", help="latent vectors").add_argument("sentences", nargs="+")
+    interpolate = commands.add_parser("interpolate", help="decode the latent path between two sentences")
+    interpolate.add_argument("sentence_a")
+    interpolate.add_argument("sentence_b")
+    interpolate.add_argument("--num-steps", type=int, default=7)
+    interpolate.add_argument("--mode", choices=["linear", "slerp"], default="slerp")
+    trajectory = commands.add_parser("trajectory", help="top tokens along h(t)")
+    trajectory.add_argument("sentence")
+    trajectory.add_argument("--times", type=float, nargs="+", required=True)
+    commands.add_parser("status", help="version states")
+    commands.add_parser("metadata", help="signatures")
+    args = parser.parse_args(argv)
+    target = args.target or ("localhost:8501" if args.rest else "localhost:8500")
+    client = TFServingClient(target, args.model_name, rest=args.rest, version=args.version)
+    try:
+        if args.command == "decode":
+            result = client.decode(args.sentences)
+            for source, output, length in zip(args.sentences, result["sentences"], result["lengths"]):
+                print(f"{source} → {_text(output)}  ({int(length)} tokens)")
+        elif args.command == "encode":
+            result = client.encode(args.sentences)
+            for source, latent in zip(args.sentences, result["latent"]):
+                print(f"{source}: |h0| = {np.linalg.norm(latent):.3f}, h0[:4] = {np.round(latent[:4], 3).tolist()}")
+        elif args.command == "interpolate":
+            result = client.interpolate([args.sentence_a], [args.sentence_b], args.num_steps, args.mode)
+            for alpha, sentence in zip(result["alphas"], result["sentences"][0]):
+                print(f"α={float(alpha):.2f}  {_text(sentence)}")
+        elif args.command == "trajectory":
+            result = client.trajectory([args.sentence], args.times)
+            for time, tokens, probabilities in zip(args.times, result["top_k_tokens"][0], result["top_k_probabilities"][0]):
+                shown = ", ".join(f"{_text(t)} {float(p):.2f}" for t, p in zip(tokens, probabilities))
+                print(f"t={time:g}: {shown}")
+        elif args.command == "status":
+            print(json.dumps(client.status(), indent=2))
+        else:
+            print(json.dumps(client.metadata(), indent=2))
+    except ServingClientError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # transport failures: grpc.RpcError (loaded with gRPC) or OSError
+        if not isinstance(error, (OSError, *((grpc.RpcError,) if grpc is not None else ()))):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Argument checks and seed derivation shared by the layers (each layer validates its own
+arguments where it is constructed, with these)."""
+
+from __future__ import annotations
+
+
+def check_rate(name: str, value: float, upper_inclusive: bool = False) -> float:
+    """`value` as a float, or ValueError unless it is in [0, 1) ([0, 1] if `upper_inclusive`)."""
+    value = float(value)
+    if not (0.0 <= value <= 1.0 if upper_inclusive else 0.0 <= value < 1.0):
+        raise ValueError(f"{name} must be in [0, 1{']' if upper_inclusive else ')'}, got {value}.")
+    return value
+
+
+def derive_seed(seed: int | None, offset: int) -> int | None:
+    """A seed of its own for each random stream of a layer seeded `seed`, or None (Keras then
+    draws one from its global seed, `keras.utils.set_random_seed`)."""
+    return None if seed is None else int(seed) * 7919 + offset
+
+
+def check_non_negative(name: str, value: float) -> float:
+    value = float(value)
+    if not value >= 0.0:
+        raise ValueError(f"{name} must be >= 0, got {value}.")
+    return value

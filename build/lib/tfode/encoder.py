@@ -1,0 +1,149 @@
+"""The GRU encoder: token ids → h(0)."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tfode.checks import check_rate, derive_seed
+
+
+@keras.saving.register_keras_serializable(package="tfode")
+class GRUEncoder(keras.layers.Layer):
+    """Embedding + GRU (optionally bidirectional) over a padded batch, giving h(0).
+
+    Padding (id 0) is masked out: appending padding to a batch changes no output.
+
+    With `variational=True` a head maps the GRU summary to a mean and a log-variance; in
+    training h(0) is a reparameterised sample and the KL divergence to N(0, I), times the
+    non-trainable `kl_weight` (set it from a callback for annealing), is added with `add_loss`.
+    At inference h(0) is the mean.
+
+    Args:
+      vocab_size: number of token ids.
+      units: size of h(0).
+      embedding_dim: size of the token embeddings.
+      bidirectional: read the sentence both ways and merge the two final states linearly.
+      variational: add the variational head.
+      kl_weight: initial value of the KL weight.
+      dropout: in training, the rate at which the token embeddings' entries are zeroed.
+      seed: seed of the encoder's random streams (dropout, the variational sample); None draws
+        one from Keras' global seed (`keras.utils.set_random_seed`).
+
+    Call arguments:
+      tokens: `[batch, length]` int, 0 for padding.
+
+    Returns:
+      `(h0, mean, log_variance)`, each `[batch, units]`; without the variational head
+      `mean` is `h0` and `log_variance` zeros.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        units: int = 256,
+        embedding_dim: int = 128,
+        bidirectional: bool = False,
+        variational: bool = False,
+        kl_weight: float = 1.0,
+        dropout: float = 0.0,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(vocab_size) < 5:
+            raise ValueError(f"vocab_size must be at least 5 (4 reserved ids and a word), got {vocab_size}.")
+        if int(units) < 1 or int(embedding_dim) < 1:
+            raise ValueError(f"units and embedding_dim must be >= 1, got {units} and {embedding_dim}.")
+        if not kl_weight >= 0:
+            raise ValueError(f"kl_weight must be >= 0, got {kl_weight}.")
+        self.vocab_size = int(vocab_size)
+        self.units = int(units)
+        self.embedding_dim = int(embedding_dim)
+        self.bidirectional = bool(bidirectional)
+        self.variational = bool(variational)
+        self.initial_kl_weight = float(kl_weight)
+        self.dropout = check_rate("dropout", dropout)
+        self.seed = seed
+        self.embedding = keras.layers.Embedding(
+            vocab_size, embedding_dim, mask_zero=True, name="embedding"
+        )
+        # Created only when used, so models saved without dropout keep their variables.
+        self.embedding_dropout = (
+            keras.layers.Dropout(dropout, seed=derive_seed(seed, 0), name="embedding_dropout") if dropout else None
+        )
+        gru = keras.layers.GRU(units, name="gru")
+        if bidirectional:
+            self.rnn = keras.layers.Bidirectional(gru, merge_mode="concat", name="bigru")
+            self.merge = keras.layers.Dense(units, name="merge")
+        else:
+            self.rnn = gru
+            self.merge = None
+        if variational:
+            self.mean_head = keras.layers.Dense(units, name="mean")
+            self.log_variance_head = keras.layers.Dense(
+                units, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(-4.0),
+                name="log_variance",
+            )
+        self.kl_weight = self.add_weight(
+            name="kl_weight",
+            shape=(),
+            initializer=keras.initializers.Constant(kl_weight),
+            trainable=False,
+        )
+        # Created only when used, so models saved without the head keep their variables.
+        self.seed_generator = (
+            keras.random.SeedGenerator(derive_seed(seed, 1), name="latent_seed") if variational else None
+        )
+
+    def build(self, tokens_shape):
+        self.embedding.build(tokens_shape)
+        self.rnn.build((*tokens_shape, self.embedding_dim))
+        summary_size = 2 * self.units if self.bidirectional else self.units
+        if self.merge is not None:
+            self.merge.build((None, summary_size))
+        if self.variational:
+            self.mean_head.build((None, self.units))
+            self.log_variance_head.build((None, self.units))
+
+    def summarise(self, tokens, training=None):
+        """The GRU summary of `tokens`, `[batch, units]` (deterministic unless training with
+        dropout)."""
+        embedded = self.embedding(tokens)
+        if self.embedding_dropout is not None:
+            embedded = self.embedding_dropout(embedded, training=training)
+        mask = tf.not_equal(tokens, 0)
+        summary = self.rnn(embedded, mask=mask)
+        if self.merge is not None:
+            summary = self.merge(summary)
+        return summary
+
+    def call(self, tokens, training=None):
+        summary = self.summarise(tokens, training)
+        if not self.variational:
+            return summary, summary, tf.zeros_like(summary)
+        mean = self.mean_head(summary)
+        log_variance = self.log_variance_head(summary)
+        if training:
+            noise = keras.random.normal(tf.shape(mean), dtype=mean.dtype, seed=self.seed_generator)
+            h0 = mean + tf.exp(0.5 * log_variance) * noise
+            kl = -0.5 * tf.reduce_mean(
+                tf.reduce_sum(1.0 + log_variance - tf.square(mean) - tf.exp(log_variance), axis=-1)
+            )
+            self.add_loss(tf.cast(self.kl_weight, kl.dtype) * kl)
+        else:
+            h0 = mean
+        return h0, mean, log_variance
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "units": self.units,
+            "embedding_dim": self.embedding_dim,
+            "bidirectional": self.bidirectional,
+            "variational": self.variational,
+            "kl_weight": self.initial_kl_weight,
+            "dropout": self.dropout,
+            "seed": self.seed,
+        }

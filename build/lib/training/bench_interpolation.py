@@ -1,0 +1,156 @@
+"""Are the points of a latent path between two sentences sentences? One table from one command.
+
+    python -m training.bench_interpolation [--runs NAME=RUN_DIR ...] \\
+        [--train NAME="FLAGS" ...] [--preset tatoeba-cpu] [--decoder odernn] [--budget 1800] \\
+        [--data ../shared/data/fra-eng-dev.zip] [--pairs 200] [--points 9] [--seed 0] \\
+        [--out-dir runs/interpolation] [--results docs/interpolation.md]
+
+`--train NAME="FLAGS"` trains `python -m training.train --preset PRESET --decoder DECODER --data DATA
+--time-budget BUDGET FLAGS` into OUT_DIR/NAME first (an empty FLAGS is the preset itself);
+`--runs` names runs trained before. Every run is then evaluated on its test split: greedy token
+accuracy and exact match, and the latent path figures of `training.path_metrics` on `--pairs`
+seeded pairs with `--points` points per path, linear and slerp. Fluency is judged by a reference
+GRU language model trained on the training split (`training.reference_lm`); its calibration —
+held-out perplexity and the share of real, word-swapped and spliced sentences it calls fluent —
+is printed beside the table. On the built-in grammar the share of grammatical interpolants is
+exact. Prints the table and writes it, with example paths, to `--results`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+
+import training  # noqa: F401  (sets the Keras backend before Keras loads)
+from training.bench_quality import DEFAULT_DATA, measured_on, relative_command, relative_path
+
+FIGURES = ("fluent", "grammatical", "real", "gradual", "smooth", "monotone", "distinct", "endpoints")
+
+
+def named(values, what):
+    pairs = []
+    for value in values or []:
+        name, separator, rest = value.partition("=")
+        if not separator or not name:
+            raise ValueError(f"{what} takes NAME=VALUE, got {value!r}.")
+        pairs.append((name, rest))
+    return pairs
+
+
+def train_run(name, flags, args) -> str:
+    from training import train
+
+    run_dir = os.path.join(args.out_dir, name)
+    command = ["--preset", args.preset, "--decoder", args.decoder, "--data", args.data,
+               "--time-budget", str(args.budget), "--run-dir", run_dir, "--quiet", *shlex.split(flags)]
+    if train.main(command + (["--overwrite"] if os.path.exists(run_dir) else [])) != 0:
+        raise RuntimeError(f"training {name} failed: python -m training.train {' '.join(command)}")
+    return run_dir
+
+
+def table(rows, modes) -> list[str]:
+    shown = [name for name in FIGURES if any(name in row["interpolation"][modes[0]] for row in rows)]
+    from training.path_metrics import formatted
+
+    header = "| run | token acc | exact | mode | " + " | ".join(shown) + " |"
+    lines = [header, "|---|---:|---:|---|" + "---:|" * len(shown)]
+    for row in rows:
+        for mode in modes:
+            figures = row["interpolation"][mode]
+            lines.append(
+                f"| {row['name']} | {100 * row['token_accuracy']:.2f} % | {100 * row['exact_match']:.2f} % "
+                f"| {mode} | " + " | ".join(formatted(name, figures[name], interval=False) for name in shown) + " |")
+    return lines
+
+
+def calibration_lines(judge) -> list[str]:
+    from training.path_metrics import formatted
+
+    lines = ["| reference LM on the validation split | value |", "|---|---:|"]
+    for key, value in judge.calibration.items():
+        text = f"{value:.3f}" if isinstance(value, float) else formatted("fluent", value)
+        lines.append(f"| {key} | {text} |")
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.bench_interpolation", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", nargs="+", help="NAME=RUN_DIR of runs trained before")
+    parser.add_argument("--train", nargs="+", help='NAME="FLAGS": runs to train first (default: none)')
+    parser.add_argument("--preset", default="tatoeba-cpu", help="preset of the runs to train (default: tatoeba-cpu)")
+    parser.add_argument("--decoder", default="odernn", help="decoder of the runs to train (default: odernn)")
+    parser.add_argument("--budget", type=float, default=1800, help="training seconds per run (default: 1800)")
+    parser.add_argument("--data", default=DEFAULT_DATA, help=f"data of the runs to train (default: {DEFAULT_DATA})")
+    parser.add_argument("--pairs", type=int, default=200, help="seeded sentence pairs (default: 200)")
+    parser.add_argument("--points", type=int, default=9, help="points per path, ends included (default: 9)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the pairs (default: 0)")
+    parser.add_argument("--cache-dir", help="reference LM cache (default: $TFODE_CACHE or ~/.cache/tfode)")
+    parser.add_argument("--out-dir", default=os.path.join("runs", "interpolation"),
+                        help="where runs are trained (default: runs/interpolation)")
+    parser.add_argument("--results", default=os.path.join("docs", "interpolation.md"),
+                        help="the Markdown file written (default: docs/interpolation.md)")
+    args = parser.parse_args(argv)
+    try:
+        runs, to_train = named(args.runs, "--runs"), named(args.train, "--train")
+        if not runs and not to_train:
+            raise ValueError("Name at least one run: --runs NAME=RUN_DIR or --train NAME=FLAGS.")
+        if args.pairs < 1 or args.points < 3:
+            raise ValueError("--pairs must be at least 1 and --points at least 3.")
+        for _, run_dir in runs:
+            if not os.path.exists(os.path.join(run_dir, "config.json")):
+                raise ValueError(f"{run_dir} is not a training run: config.json is missing.")
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    from training import evaluate
+
+    runs += [(name, train_run(name, flags, args)) for name, flags in to_train]
+    judge = evaluate.fluency_judge(runs[0][1], cache_dir=args.cache_dir)
+    rows = []
+    for name, run_dir in runs:
+        metrics = evaluate.evaluate(run_dir, interpolation_pairs=args.pairs, interpolation_steps=args.points,
+                                    seed=args.seed, judge=judge,
+                                    report_dir=os.path.join(run_dir, "report-interpolation"))
+        rows.append({"name": name, "run_dir": run_dir, **metrics})
+    modes = list(rows[0]["interpolation"])
+    lines = table(rows, modes)
+    print("\n".join(calibration_lines(judge)))
+    print()
+    print("\n".join(lines))
+    command = relative_command("python -m training.bench_interpolation",
+                               argv if argv is not None else sys.argv[1:])
+    write_results(args.results, rows, judge, lines, command)
+    print(f"written to {args.results}")
+    return 0
+
+
+def write_results(path, rows, judge, lines, command):
+    first = rows[0]
+    text = [
+        "# Latent paths between sentences", "", measured_on(), "", f"    {command}", "",
+        f"Data: {relative_path(first['data'])}, test split ({first['sentences']} sentences). "
+        f"{first['interpolation'][next(iter(first['interpolation']))]['paths']} seeded pairs per run, "
+        "the same for every run; token accuracy and exact match are greedy, free-running. "
+        "`training/path_metrics.py` defines each figure; the runs' reports "
+        "(`report-interpolation/report.md`) give the 95 % intervals.", "",
+        *calibration_lines(judge), "", *lines, "",
+    ]
+    for row in rows:
+        example = row.get("_interpolation_example")
+        if example:
+            text += [f"A slerp path of `{row['name']}`:", "", "| α | sentence |", "|---:|---|"]
+            text += [f"| {alpha:.3f} | {sentence} |" for alpha, sentence in example]
+            text += [""]
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    with open(path, "w") as handle:
+        handle.write("\n".join(text) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

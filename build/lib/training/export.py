@@ -1,0 +1,80 @@
+"""Export a trained run as a SavedModel for TF Serving and `tf.saved_model.load`.
+
+    python -m training.export --run-dir DIR --export-base BASE --model-name NAME [--version N]
+
+Writes BASE/NAME/N/ atomically (N defaults to the newest version + 1). Solver settings are fixed
+here: `--solver`/`--rtol`/`--atol`/`--steps-per-unit` replace the training solver (e.g. a tighter
+dopri5, or bdf for stiff dynamics), and are recorded in assets.extra/tfode.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import training  # noqa: F401  (sets the Keras backend before Keras loads)
+from training.presets import DEFAULTS
+from training.rundir import RunError
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", required=True, help="a directory written by training.train")
+    parser.add_argument("--export-base", required=True, help="the folder TF Serving watches")
+    parser.add_argument("--model-name", required=True, help="the model's name in requests")
+    parser.add_argument("--version", type=int, help="integer version (default: newest + 1)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    parser.add_argument("--solver", choices=["dopri5", "bdf", "rk4", "euler"],
+                        help="inference solver (default: the training solver)")
+    parser.add_argument("--rtol", type=float, help=f"dopri5/bdf relative tolerance (default: {DEFAULTS['rtol']})")
+    parser.add_argument("--atol", type=float, help=f"dopri5/bdf absolute tolerance (default: {DEFAULTS['atol']})")
+    parser.add_argument("--steps-per-unit", type=float, help=f"rk4/euler steps per token (default: {DEFAULTS['steps_per_unit']})")
+    parser.add_argument("--beam-width", type=int, default=1,
+                        help="beam search width for autoregressive decoders (default: 1, greedy)")
+    return parser
+
+
+def check_solver_flags(args) -> None:
+    """Refuses solver flags that do not go with `--solver` (ValueError naming the flag)."""
+    tolerances = [flag for flag, value in (("--rtol", args.rtol), ("--atol", args.atol)) if value is not None]
+    if args.solver is None and (tolerances or args.steps_per_unit is not None):
+        raise ValueError("--rtol, --atol and --steps-per-unit go with --solver.")
+    if args.solver in ("rk4", "euler") and tolerances:
+        raise ValueError(f"{tolerances[0]} does not apply here: the {args.solver} solver has a fixed grid.")
+    if args.solver in ("dopri5", "bdf") and args.steps_per_unit is not None:
+        raise ValueError(f"--steps-per-unit does not apply here: the {args.solver} solver is adaptive.")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        check_solver_flags(args)
+        if args.beam_width < 1:
+            raise ValueError("--beam-width must be at least 1.")
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    from tfode.export import ExportError, export_saved_model
+    from training import builder
+    from training.rundir import load_run
+
+    try:
+        _, text, model = load_run(args.run_dir)
+        if args.solver:
+            given = {"rtol": args.rtol, "atol": args.atol, "steps_per_unit": args.steps_per_unit}
+            solver = builder.inference_solver(
+                args.solver, **{key: value for key, value in given.items() if value is not None}
+            )
+            model = model.with_solver(solver)
+        path = export_saved_model(model, text, args.export_base, args.model_name, args.version,
+                                  args.overwrite, args.beam_width)
+    except (ExportError, RunError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"exported {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

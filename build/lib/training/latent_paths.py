@@ -1,0 +1,143 @@
+"""Walking the latent space between sentences: seeded pairs, decoded paths, their metrics and
+pictures. Shared by `training.evaluate` and `training.bench_interpolation`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training import path_metrics
+
+
+def sample_pairs(count: int, pairs: int, seed: int) -> list[tuple[int, int]]:
+    """`pairs` disjoint index pairs drawn from `range(count)` with `seed` (fewer when there are
+    not enough sentences)."""
+    order = np.random.default_rng(seed).permutation(count)
+    pairs = min(pairs, count // 2)
+    return [(int(order[2 * i]), int(order[2 * i + 1])) for i in range(pairs)]
+
+
+class PathDecoder:
+    """Decodes latent paths of a model with one compiled function per shape family."""
+
+    def __init__(self, model, text, batch_size: int = 512):
+        import tensorflow as tf
+
+        self.model, self.text, self.batch_size = model, text, batch_size
+        tokens = tf.TensorSpec([None, None], tf.int32)
+        self._encode = tf.function(lambda ids: model.encode(ids)[0], input_signature=[tokens])
+        self._decode = tf.function(lambda h0: model.decode(h0).ids,
+                                   input_signature=[tf.TensorSpec([None, model.encoder.units], tf.float32)])
+
+    def encode(self, ids: np.ndarray) -> np.ndarray:
+        width = max(1, int((ids != 0).sum(1).max()))
+        return np.concatenate([self._encode(ids[start : start + self.batch_size, :width]).numpy()
+                               for start in range(0, len(ids), self.batch_size)])
+
+    def decode(self, codes: np.ndarray) -> list[str]:
+        sentences = []
+        for start in range(0, len(codes), self.batch_size):
+            ids = self._decode(codes[start : start + self.batch_size].astype("float32"))
+            sentences += [s.decode("utf-8") for s in self.text.decode(ids).numpy()]
+        return sentences
+
+    def paths(self, starts: np.ndarray, ends: np.ndarray, alphas, mode: str) -> tuple[np.ndarray, list[list[str]]]:
+        """`(codes [pairs, K, units], sentences [pairs][K])` along `mode` paths."""
+        from tfode import interpolation
+
+        codes = interpolation.interpolate(starts, ends, np.asarray(alphas, "float32"), mode).numpy()
+        flat = self.decode(codes.reshape(-1, codes.shape[-1]))
+        points = len(alphas)
+        return codes, [flat[i * points : (i + 1) * points] for i in range(len(starts))]
+
+
+def measure(model, text, sentences, corpus, pairs=200, points=9, seed=0, modes=("linear", "slerp"),
+            fluent=None, accepts=None) -> dict:
+    """Path metrics (`training.path_metrics`) for each mode on `pairs` seeded pairs of
+    `sentences`, with `points` points per path; `accepts` (optional) tells whether a sentence is
+    grammatical. Returns `{mode: metrics}` and, under "_paths", the decoded paths and codes."""
+    decoder = PathDecoder(model, text)
+    ids = text.encode(list(sentences)).ids.numpy()
+    printed = [s.decode("utf-8") for s in text.decode(ids).numpy()]
+    chosen = sample_pairs(len(sentences), pairs, seed)
+    codes = decoder.encode(ids)
+    starts = codes[[a for a, _ in chosen]]
+    ends = codes[[b for _, b in chosen]]
+    inputs = [(printed[a], printed[b]) for a, b in chosen]
+    alphas = np.linspace(0.0, 1.0, points)
+    results = {"_paths": {}}
+    for mode in modes:
+        path_codes, paths = decoder.paths(starts, ends, alphas, mode)
+        metrics = path_metrics.path_metrics(paths, inputs, corpus, fluent)
+        if accepts is not None:
+            metrics["grammatical"] = path_metrics.share(accepts(s) for path in paths for s in path[1:-1])
+        results[mode] = metrics
+        results["_paths"][mode] = {"alphas": alphas.tolist(), "paths": paths, "inputs": inputs,
+                                   "codes": path_codes}
+    results["_codes"] = codes
+    return results
+
+
+def plot_paths(path, paths, alphas, title, rows=4):
+    """One path per block, one sentence per α; the words that the previous α's sentence does not
+    have at that place (by the edit alignment) in red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = paths[:rows]
+    lines = sum(len(p) + 1 for p in shown)
+    figure, axis = plt.subplots(figsize=(10, 0.22 * lines + 0.6))
+    axis.axis("off")
+    y = 1.0
+    step = 1.0 / (lines + 1)
+    for number, sentences in enumerate(shown):
+        axis.text(0.0, y, f"path {number + 1}", fontsize=8, weight="bold", family="monospace",
+                  transform=axis.transAxes, va="top")
+        y -= step
+        previous = None
+        for alpha, sentence in zip(alphas, sentences):
+            x = 0.0
+            axis.text(x, y, f"{alpha:.2f}", fontsize=7, family="monospace", transform=axis.transAxes, va="top")
+            x = 0.07
+            words = sentence.split()
+            changed = path_metrics.changed_words(previous, sentence) if previous is not None else set()
+            for index, word in enumerate(words):
+                axis.text(x, y, word, fontsize=7, family="monospace", transform=axis.transAxes,
+                          va="top", color="crimson" if index in changed else "black")
+                x += 0.0085 * (len(word) + 1)
+            previous = sentence
+            y -= step
+    axis.set_title(title, fontsize=9)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+
+
+def plot_latent_projection(path, codes, paths_by_mode, count=4):
+    """Sentences' codes h(0) projected on their two first principal components (grey), with a
+    few linear and slerp paths drawn between pairs of them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mean = codes.mean(0)
+    _, _, components = np.linalg.svd(codes - mean, full_matrices=False)
+    project = lambda points: (points - mean) @ components[:2].T  # noqa: E731
+    figure, axis = plt.subplots(figsize=(7, 6))
+    cloud = project(codes)
+    axis.scatter(cloud[:, 0], cloud[:, 1], s=3, color="0.8", label="sentences' h(0)")
+    styles = {"linear": "-", "slerp": "--"}
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for mode, entry in paths_by_mode.items():
+        for number, path_codes in enumerate(entry["codes"][:count]):
+            points = project(path_codes)
+            axis.plot(points[:, 0], points[:, 1], styles.get(mode, "-"), marker="o", markersize=3,
+                      color=colours[number % len(colours)], label=f"{mode} path {number + 1}")
+    axis.set_xlabel("PC 1")
+    axis.set_ylabel("PC 2")
+    axis.set_title("Latent codes and paths between sentences (PCA)")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

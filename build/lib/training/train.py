@@ -1,0 +1,258 @@
+"""Train a tfode model with `keras` `fit`.
+
+    python -m training.train --data synthetic|tatoeba|PATH --decoder trajectory|odernn|gru \\
+        --run-dir DIR [--epochs N] [--time-budget SECONDS] [--preset NAME] [...]
+
+The configuration is the defaults, then `--preset`, then the flags; it is written to
+DIR/config.json. Running the same command again on an unfinished DIR resumes it (BackupAndRestore
+keeps the state mid-epoch); a finished DIR is refused unless --overwrite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+import warnings
+
+import training  # noqa: F401  (sets the Keras backend before Keras loads)
+from training import builder, presets
+from training.data import DataError
+from training.rundir import CONFIG_FILE, MODEL_FILE, RunError, read_config, write_json_atomically
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--run-dir", required=True, help="where config, vocabulary, checkpoints and logs go")
+    parser.add_argument("--preset", choices=sorted(presets.PRESETS),
+                        help="named configuration to start from (default: none)")
+    builder.add_flags(parser)
+    parser.add_argument("--overwrite", action="store_true", help="start again in a finished run directory")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar: one line per epoch")
+    return parser
+
+
+def resolve_config(args) -> dict:
+    """The run's configuration from `--preset` and the flags given; refuses (ValueError, naming
+    the flag) a flag that does not apply and any value out of range."""
+    given = {key for key, value in vars(args).items() if key in builder.FLAGS and value is not None}
+    config = presets.resolve(args.preset, {key: getattr(args, key) for key in given})
+    config["preset"] = args.preset
+    builder.check_flags(config, given)
+    return config
+
+
+def prepare_run_dir(run_dir: str, config: dict, overwrite: bool) -> None:
+    """Refuses a directory that holds another run or a finished one (unless `overwrite`)."""
+    if os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
+        previous = read_config(run_dir)
+        finished = os.path.exists(os.path.join(run_dir, MODEL_FILE))
+        if overwrite:
+            shutil.rmtree(run_dir)
+        elif previous != config:
+            changed = sorted(key for key in config if previous.get(key) != config[key])
+            raise RunError(
+                f"{run_dir} holds a run with another configuration (differs in {changed}); "
+                "choose a new --run-dir or pass --overwrite."
+            )
+        elif finished:
+            raise RunError(f"{run_dir} holds a finished run; choose a new --run-dir or pass --overwrite.")
+    os.makedirs(run_dir, exist_ok=True)
+    write_json_atomically(os.path.join(run_dir, CONFIG_FILE), config)
+
+
+def configure_devices(config: dict) -> None:
+    """Logical CPUs, determinism and the dtype policy: what TensorFlow must know before it first
+    runs anything. Calling it again with the same configuration changes nothing."""
+    if config["deterministic"]:
+        # oneDNN's kernels sum in an order that depends on where the buffers lie in memory, which
+        # changes from one process to the next; read when TensorFlow loads.
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    import keras
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    wanted = config["logical_cpus"]
+    if wanted and len(tf.config.get_logical_device_configuration(cpu) or []) != wanted:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * wanted)
+    if config["deterministic"]:
+        tf.config.experimental.enable_op_determinism()
+        # Ops that run side by side finish in any order, and the order in which gradients are
+        # summed follows it; an op split over threads sums its parts in the order they finish.
+        # One thread of each kind fixes both orders.
+        if tf.config.threading.get_inter_op_parallelism_threads() != 1:
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+    keras.mixed_precision.set_global_policy("mixed_float16" if config["mixed_precision"] else "float32")
+
+
+def make_strategy(config: dict):
+    import tensorflow as tf
+
+    if config["distribute"] == "mirrored":
+        devices = [device.name for device in tf.config.list_logical_devices("GPU")] or [
+            device.name for device in tf.config.list_logical_devices("CPU")
+        ]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
+
+
+def schedule_length(config: dict, steps_per_epoch: int) -> dict:
+    """`ProgressSchedule` keyword arguments: the time budget, or `epochs` without one."""
+    if config["time_budget"]:
+        return dict(seconds=config["time_budget"])
+    return dict(total_steps=config["epochs"] * steps_per_epoch)
+
+
+def learning_rate_schedule(config: dict, steps_per_epoch: int):
+    """The callback that sets the learning rate: `plateau` halves it when the validation loss
+    stalls for two epochs; `cosine` warms up over `warmup_steps` and decays to 2 % of the base
+    rate by the end of the time budget (or of `epochs`, without one)."""
+    import keras
+
+    from training import callbacks
+
+    if config["lr_schedule"] == "plateau":
+        return keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-5)
+    return callbacks.CosineSchedule(
+        config["learning_rate"], config["warmup_steps"], **schedule_length(config, steps_per_epoch)
+    )
+
+
+def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=()) -> dict:
+    """Runs the whole job; returns a summary dict. Assumes `prepare_run_dir` was called.
+    `extra_callbacks` (Keras callbacks) run after the job's own."""
+    configure_devices(config)
+    strategy = make_strategy(config)
+    import keras
+
+    import tfode
+    from training import callbacks, data, pipeline
+    from training.rundir import save_model_atomically
+
+    keras.utils.set_random_seed(config["seed"])
+    loaded = data.load_sentences(config["data"], config["synthetic_size"], config["seed"])
+    splits = pipeline.prepare(loaded.sentences, config["min_words"], config["max_words"])
+    if not splits.train or not splits.validation:
+        raise DataError(
+            f"{loaded.source}: after filtering to {config['min_words']}–{config['max_words']} words "
+            f"and splitting, {len(splits.train)} training and {len(splits.validation)} validation "
+            "sentences remain; need at least one of each."
+        )
+    if os.path.exists(os.path.join(run_dir, "vocab.txt")):
+        text = tfode.TextProcessor.load(run_dir)
+    else:
+        text = tfode.TextProcessor.from_sentences(
+            splits.train, run_dir, config["max_length"], config["vocab_size"], config["min_count"]
+        )
+    train_ids = pipeline.encode_corpus(text, splits.train)
+    validation_ids = pipeline.encode_corpus(text, splits.validation)
+    print(
+        f"data: {loaded.source}: {len(loaded.sentences)} sentences ({loaded.skipped} lines skipped); "
+        f"split {len(splits.train)}/{len(splits.validation)}/{len(splits.test)} "
+        f"train/validation/test; vocabulary {text.vocabulary_size}; "
+        f"{train_ids.truncated + validation_ids.truncated} sentences cut to {config['max_length']} tokens",
+        flush=True,
+    )
+    batch = config["batch_size"]
+    train_data = pipeline.make_dataset(
+        train_ids.ids, batch, shuffle=True, seed=config["seed"], max_length=config["max_length"]
+    )
+    validation_data = pipeline.make_dataset(validation_ids.ids, batch, max_length=config["max_length"])
+
+    with strategy.scope():
+        model = builder.build_model(config, text.vocabulary_size)
+        model.build((None, None))
+        model.compile(
+            keras.optimizers.Adam(config["learning_rate"], clipnorm=config["clipnorm"]),
+            loss=builder.build_loss(config),
+        )
+    budget = callbacks.TimeBudget(config["time_budget"]) if config["time_budget"] else None
+    divergence = callbacks.StopOnDivergence(max_nfe=config["max_nfe"])
+    steps_per_epoch = max(1, len(splits.train) // batch)
+    callback_list = [
+        keras.callbacks.BackupAndRestore(
+            os.path.join(run_dir, "backup"), save_freq=max(1, steps_per_epoch // 4), double_checkpoint=True
+        ),
+        callbacks.AtomicCheckpoint(os.path.join(run_dir, "checkpoints"), divergence=divergence),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
+        keras.callbacks.EarlyStopping(patience=config["patience"], restore_best_weights=True),
+        learning_rate_schedule(config, steps_per_epoch),
+        keras.callbacks.TerminateOnNaN(),
+        divergence,
+    ]
+    if model.is_ode:
+        callback_list.append(callbacks.NFELog(os.path.join(run_dir, "nfe.csv")))
+    if config["variational"] and config["kl_weight"] > 0:
+        callback_list.append(callbacks.KLAnnealing(config["kl_weight"], steps_per_epoch))
+    if config["scheduled_sampling"]:
+        callback_list.append(callbacks.SamplingRamp(
+            config["scheduled_sampling"], **schedule_length(config, steps_per_epoch)
+        ))
+    if budget:
+        callback_list.append(budget)
+    callback_list.extend(extra_callbacks)
+    # The bucketed dataset's length is unknown until its first pass ends, which Keras reports as
+    # running out of data: not a fault.
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
+    started = time.monotonic()
+    history = model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=config["epochs"],
+        callbacks=callback_list,
+        shuffle=False,  # the dataset shuffles itself
+        verbose=verbose,
+    )
+    seconds = time.monotonic() - started
+    if divergence.reason:
+        last_good = os.path.join(run_dir, "checkpoints", "last.keras")
+        raise RunError(
+            f"Training stopped: {divergence.reason}. "
+            + (f"The last good checkpoint (end of the last finite epoch) is {last_good}."
+               if os.path.exists(last_good) else "No epoch finished before it: there is no checkpoint.")
+        )
+    save_model_atomically(model, os.path.join(run_dir, MODEL_FILE))
+    epochs_done = len(history.history.get("loss", []))
+    steps = int(model.optimizer.iterations.numpy())
+    summary = {
+        "epochs": epochs_done,
+        "steps": steps,
+        "step_ms": round(1000 * seconds / max(steps, 1), 1),
+        "parameters": int(model.count_params()),
+        "seconds": round(seconds, 1),
+        "time_budget_exhausted": bool(budget and budget.exhausted),
+        "final": {key: float(values[-1]) for key, values in history.history.items() if values},
+    }
+    write_json_atomically(os.path.join(run_dir, "train_summary.json"), summary)
+    return summary
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = resolve_config(args)
+        configure_devices(config)
+        builder.check_objects(config)
+        prepare_run_dir(args.run_dir, config, args.overwrite)
+        summary = train(config, args.run_dir, verbose=2 if args.quiet or not sys.stdout.isatty() else 1)
+    except (ValueError, OSError) as error:  # DataError and RunError are ValueErrors
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    final = summary["final"]
+    accuracy = final.get("val_token_accuracy")
+    print(f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.0f} s"
+          + (f"; validation token accuracy {100 * accuracy:.1f} % (teacher-forced)" if accuracy is not None else "")
+          + f" → {os.path.join(args.run_dir, MODEL_FILE)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""The package: a wheel built from the checkout installs and runs its console scripts on its own."""
+
+import os
+import subprocess
+import sys
+import sysconfig
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(command, **kwargs):
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, **kwargs)
+    assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-3000:])
+    return result
+
+
+@pytest.mark.slow
+def test_a_wheel_installs_into_a_fresh_environment_and_its_commands_run(tmp_path):
+    wheels = tmp_path / "wheels"
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels), ROOT])
+    (wheel,) = wheels.glob("tfode-*.whl")
+    environment = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", str(environment)])
+    python = environment / "bin" / "python"
+    # The TensorFlow stack comes from this environment's site-packages (a path, not a site
+    # directory: no editable install of the checkout comes with it); tfode from the wheel.
+    site = run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    with open(os.path.join(site, "stack.pth"), "w") as handle:
+        handle.write(sysconfig.get_paths()["purelib"] + "\n")
+    run([str(python), "-m", "pip", "install", "--no-deps", "--quiet", str(wheel)])
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    environ = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    where = run([str(python), "-c", "import tfode, training, serving; print(tfode.__version__, tfode.__file__)"],
+                cwd=work, env=environ).stdout.split()
+    assert where[1].startswith(str(environment)), where  # the wheel's copy, not the checkout
+    bin_dir = environment / "bin"
+    for script in ("tfode-train", "tfode-evaluate", "tfode-export", "tfode-serve", "tfode-client", "tfode-loadtest"):
+        assert "usage:" in run([str(bin_dir / script), "--help"], cwd=work, env=environ).stdout
+    run([str(bin_dir / "tfode-train"), "--preset", "tiny", "--epochs", "1", "--run-dir", "run", "--quiet"],
+        cwd=work, env=environ)
+    assert (work / "run" / "model.keras").exists()
