@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfode.checks import check_rate, derive_seed
+from tfode.checks import check_non_negative, check_rate, derive_seed
+from tfode.noise import TokenNoise
 
 
 @keras.saving.register_keras_serializable(package="tfode")
@@ -29,6 +30,14 @@ class GRUEncoder(keras.layers.Layer):
       dropout: in training, the rate at which the token embeddings' entries are zeroed.
       seed: seed of the encoder's random streams (dropout, the variational sample); None draws
         one from Keras' global seed (`keras.utils.set_random_seed`).
+      input_noise: a `TokenNoise` layer that corrupts the input words in training (a denoising
+        autoencoder, Shen et al. 2020), or None.
+      free_bits: with the variational head, nats of KL divergence per latent dimension that cost
+        nothing (Kingma et al. 2016): each dimension's batch-mean KL counts as at least this much,
+        so the decoder cannot make the latent useless by driving it to the prior.
+      mmd_weight: weight of the maximum mean discrepancy between the batch's h(0) and samples of
+        N(0, I) (Wasserstein autoencoder, Tolstikhin et al. 2018; inverse multiquadratic kernel),
+        added to the loss in training: the codes fill the prior's ball instead of leaving holes.
 
     Call arguments:
       tokens: `[batch, length]` int, 0 for padding.
@@ -48,9 +57,18 @@ class GRUEncoder(keras.layers.Layer):
         kl_weight: float = 1.0,
         dropout: float = 0.0,
         seed: int | None = None,
+        input_noise=None,
+        free_bits: float = 0.0,
+        mmd_weight: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if isinstance(input_noise, dict):
+            input_noise = keras.saving.deserialize_keras_object(input_noise)
+        if input_noise is not None and not isinstance(input_noise, TokenNoise):
+            raise TypeError(f"input_noise must be a TokenNoise layer, got {type(input_noise).__name__}.")
+        if free_bits and not variational:
+            raise ValueError("free_bits applies to the variational head (variational=True).")
         if int(vocab_size) < 5:
             raise ValueError(f"vocab_size must be at least 5 (4 reserved ids and a word), got {vocab_size}.")
         if int(units) < 1 or int(embedding_dim) < 1:
@@ -65,6 +83,12 @@ class GRUEncoder(keras.layers.Layer):
         self.initial_kl_weight = float(kl_weight)
         self.dropout = check_rate("dropout", dropout)
         self.seed = seed
+        self.input_noise = input_noise
+        self.free_bits = check_non_negative("free_bits", free_bits)
+        self.mmd_weight = check_non_negative("mmd_weight", mmd_weight)
+        # Created only when used, so models saved without the penalty keep their variables.
+        self.prior_seed = (keras.random.SeedGenerator(derive_seed(seed, 2), name="prior_seed")
+                           if self.mmd_weight else None)
         self.embedding = keras.layers.Embedding(
             vocab_size, embedding_dim, mask_zero=True, name="embedding"
         )
@@ -108,7 +132,9 @@ class GRUEncoder(keras.layers.Layer):
 
     def summarise(self, tokens, training=None):
         """The GRU summary of `tokens`, `[batch, units]` (deterministic unless training with
-        dropout)."""
+        dropout or input noise)."""
+        if self.input_noise is not None:
+            tokens = self.input_noise(tokens, training=training)
         embedded = self.embedding(tokens)
         if self.embedding_dropout is not None:
             embedded = self.embedding_dropout(embedded, training=training)
@@ -121,19 +147,46 @@ class GRUEncoder(keras.layers.Layer):
     def call(self, tokens, training=None):
         summary = self.summarise(tokens, training)
         if not self.variational:
-            return summary, summary, tf.zeros_like(summary)
-        mean = self.mean_head(summary)
-        log_variance = self.log_variance_head(summary)
-        if training:
-            noise = keras.random.normal(tf.shape(mean), dtype=mean.dtype, seed=self.seed_generator)
-            h0 = mean + tf.exp(0.5 * log_variance) * noise
-            kl = -0.5 * tf.reduce_mean(
-                tf.reduce_sum(1.0 + log_variance - tf.square(mean) - tf.exp(log_variance), axis=-1)
-            )
-            self.add_loss(tf.cast(self.kl_weight, kl.dtype) * kl)
+            h0, mean, log_variance = summary, summary, tf.zeros_like(summary)
         else:
+            mean = self.mean_head(summary)
+            log_variance = self.log_variance_head(summary)
             h0 = mean
+            if training:
+                noise = keras.random.normal(tf.shape(mean), dtype=mean.dtype, seed=self.seed_generator)
+                h0 = mean + tf.exp(0.5 * log_variance) * noise
+                self.add_loss(tf.cast(self.kl_weight, mean.dtype) * self.kl_divergence(mean, log_variance))
+        if training and self.mmd_weight:
+            self.add_loss(self.mmd_weight * self.prior_discrepancy(h0))
         return h0, mean, log_variance
+
+    def kl_divergence(self, mean, log_variance):
+        """KL(q(h0 | x) || N(0, I)), the sum over dimensions of each dimension's batch mean,
+        each counted as at least `free_bits`."""
+        per_dimension = -0.5 * tf.reduce_mean(
+            1.0 + log_variance - tf.square(mean) - tf.exp(log_variance), axis=0)
+        if self.free_bits:
+            per_dimension = tf.maximum(per_dimension, self.free_bits)
+        return tf.reduce_sum(per_dimension)
+
+    def prior_discrepancy(self, codes):
+        """Unbiased MMD² between `codes` `[batch, units]` and as many samples of N(0, I), with
+        the inverse multiquadratic kernel C / (C + ||x − y||²), C = 2·units."""
+        codes = tf.cast(codes, tf.float32)
+        prior = keras.random.normal(tf.shape(codes), seed=self.prior_seed)
+        scale = 2.0 * self.units
+        n = tf.cast(tf.shape(codes)[0], tf.float32)
+
+        def kernel(x, y):
+            squared = (tf.reduce_sum(tf.square(x), 1)[:, None] + tf.reduce_sum(tf.square(y), 1)[None]
+                       - 2.0 * tf.matmul(x, y, transpose_b=True))
+            return scale / (scale + tf.maximum(squared, 0.0))
+
+        off_diagonal = 1.0 - tf.eye(tf.shape(codes)[0])
+        within = tf.reduce_sum((kernel(codes, codes) + kernel(prior, prior)) * off_diagonal)
+        within = within / tf.maximum(n * (n - 1.0), 1.0)
+        across = 2.0 * tf.reduce_mean(kernel(codes, prior))
+        return within - across
 
     def get_config(self):
         return {
@@ -146,4 +199,7 @@ class GRUEncoder(keras.layers.Layer):
             "kl_weight": self.initial_kl_weight,
             "dropout": self.dropout,
             "seed": self.seed,
+            "input_noise": keras.saving.serialize_keras_object(self.input_noise),
+            "free_bits": self.free_bits,
+            "mmd_weight": self.mmd_weight,
         }

@@ -89,6 +89,12 @@ FLAGS = {
     "tied_embeddings": Flag("score tokens against the encoder's embeddings (tied readout)", bool),
     "variational": Flag("variational latent (reparameterised h(0), KL to N(0, I))", bool),
     "kl_weight": Flag("final KL weight (annealed linearly over the first epoch)", applies=_variational),
+    "free_bits": Flag("nats of KL per latent dimension that cost nothing (variational)", applies=_variational),
+    "mmd_weight": Flag("weight of the MMD between the batch's h(0) and samples of N(0, I) (WAE-MMD)"),
+    "input_noise": Flag("probability of deleting each input word of the encoder in training "
+                        "(a denoising autoencoder)"),
+    "input_blank": Flag("probability of replacing each input word of the encoder by <unk> in training"),
+    "input_shuffle": Flag("farthest an input word of the encoder moves in training's local shuffle", int),
     "solver": Flag("ODE solver for training", str, TRAINING_SOLVERS, _ode),
     "steps_per_unit": Flag("fixed-grid solver steps per unit of time (per token at Δt 1)", applies=_fixed_grid),
     "rtol": Flag("adaptive solver relative tolerance", applies=_adaptive),
@@ -232,10 +238,16 @@ def build_model(config: dict, vocab_size: int):
     """`Seq2SeqODE(encoder=GRUEncoder(...), decoder=...)` as the configuration asks, unbuilt."""
     from tfode.encoder import GRUEncoder
     from tfode.model import Seq2SeqODE
+    from tfode.noise import TokenNoise
 
+    noise = None
+    if config["input_noise"] or config["input_blank"] or config["input_shuffle"]:
+        noise = TokenNoise(delete=config["input_noise"], blank=config["input_blank"],
+                           shuffle_distance=config["input_shuffle"], seed=config["seed"], name="input_noise")
     encoder = GRUEncoder(vocab_size, config["units"], embedding_dim=config["embedding_dim"],
                          bidirectional=config["bidirectional"], variational=config["variational"],
                          kl_weight=config["kl_weight"], dropout=config["dropout"], seed=config["seed"],
+                         input_noise=noise, free_bits=config["free_bits"], mmd_weight=config["mmd_weight"],
                          name="encoder")
     return Seq2SeqODE(encoder, build_decoder(config, vocab_size), max_length=config["max_length"],
                       tied_embeddings=config["tied_embeddings"])

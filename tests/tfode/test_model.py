@@ -44,6 +44,9 @@ CONFIGURATIONS = {
         encoder=dict(bidirectional=True, dropout=0.1))),
     "gru": ("gru", {}),
     "gru-sampled-tied": ("gru", dict(scheduled_sampling=0.5, dropout=0.2, tied_embeddings=True)),
+    "gru-denoising-wae": ("gru", dict(encoder=dict(input_noise=tfode.TokenNoise(delete=0.3, blank=0.1, shuffle_distance=2),
+                                                   mmd_weight=1.0))),
+    "odernn-variational-free-bits": ("odernn", dict(encoder=dict(variational=True, kl_weight=0.5, free_bits=0.1))),
 }
 
 
@@ -372,3 +375,53 @@ def test_the_global_seed_reaches_every_random_stream():
         np.testing.assert_array_equal(a, b)
     assert not np.allclose(first[-1], other[-1])  # weights, masks, samples all differ
 
+
+
+def test_token_noise_deletes_blanks_and_shuffles_in_training_only():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 10, size=400)
+    tokens = np.zeros([400, 10], "int32")
+    for row, length in zip(tokens, lengths):
+        row[:length] = rng.permutation(np.arange(10, 30))[:length]
+    words = tokens != 0
+    noise = tfode.TokenNoise(delete=0.3, seed=1)
+    np.testing.assert_array_equal(noise(tokens, training=False), tokens)
+    deleted = noise(tokens, training=True).numpy()
+    kept = (deleted != 0).sum(1)
+    assert 0.6 < kept.sum() / lengths.sum() < 0.8 and (kept >= 1).all()
+    for row, original in zip(deleted, tokens):  # the kept words, in order, then padding only
+        survivors = row[row != 0]
+        assert list(survivors) == [t for t in original if t in set(survivors)]
+        assert not row[len(survivors):].any()
+    assert (deleted[:, 0] == tokens[:, 0]).all()  # the first word stays
+    blanked = tfode.TokenNoise(blank=0.5, seed=2)(tokens, training=True).numpy()
+    assert 0.4 < (blanked[words] == UNK_ID).mean() < 0.6 and not blanked[~words].any()
+    shuffled = tfode.TokenNoise(shuffle_distance=2, seed=3)(tokens, training=True).numpy()
+    assert (shuffled != tokens).any()
+    for row, original, length in zip(shuffled, tokens, lengths):
+        assert sorted(row[:length]) == sorted(original[:length]) and not row[length:].any()
+        for position, token in enumerate(row[:length]):  # no word moves more than 2 places
+            assert abs(position - list(original).index(token)) <= 2
+    with pytest.raises(ValueError, match="delete"):
+        tfode.TokenNoise(delete=1.0)
+
+
+def test_the_latent_priors_penalties():
+    keras.utils.set_random_seed(0)
+    encoder = tfode.GRUEncoder(40, 8, embedding_dim=4, variational=True, free_bits=0.5, kl_weight=1.0)
+    encoder.build((None, None))
+    mean = tf.zeros([16, 8])
+    # At the prior every dimension's KL is 0, so free bits count each as 0.5 nats.
+    assert float(encoder.kl_divergence(mean, tf.zeros([16, 8]))) == pytest.approx(8 * 0.5)
+    far = encoder.kl_divergence(tf.fill([16, 8], 3.0), tf.zeros([16, 8]))
+    assert float(far) == pytest.approx(8 * 4.5)  # 0.5 · 3² per dimension, above the floor
+    with pytest.raises(ValueError, match="variational"):
+        tfode.GRUEncoder(40, 8, free_bits=0.5)
+    wae = tfode.GRUEncoder(40, 8, mmd_weight=1.0, seed=0)
+    near = np.mean([float(wae.prior_discrepancy(tf.random.normal([64, 8], seed=i))) for i in range(5)])
+    shifted = float(wae.prior_discrepancy(tf.random.normal([64, 8]) + 2.0))
+    assert abs(near) < 0.05 < shifted
+    tokens = np.random.default_rng(0).integers(4, 40, size=(6, 5)).astype("int32")
+    wae.build((None, None))
+    wae(tokens, training=True)
+    assert len(wae.losses) == 1

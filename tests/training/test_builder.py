@@ -65,6 +65,12 @@ def test_the_builder_makes_the_objects_the_configuration_names():
     assert model.decoder.cell.kinetic_energy == 0.2 and model.decoder.scheduled_sampling == 0.3
     assert model.encoder.bidirectional and model.tied_embeddings and model.max_length == 11
     assert model.encoder.seed == 9 and model.decoder.seed == 9
+    assert model.encoder.input_noise is None
+    config = presets.resolve(None, {"input_noise": 0.3, "input_shuffle": 2, "variational": True,
+                                    "free_bits": 0.2, "mmd_weight": 1.0})
+    encoder = builder.build_model(config, vocab_size=50).encoder
+    assert (encoder.input_noise.delete, encoder.input_noise.blank, encoder.input_noise.shuffle_distance) == (0.3, 0, 2)
+    assert (encoder.free_bits, encoder.mmd_weight) == (0.2, 1.0)
     config = presets.resolve(None, {"decoder": "trajectory", "solver": "dopri5", "rtol": 1e-5,
                                     "field_units": 20, "field_depth": 3, "augment_dim": 2})
     model = builder.build_model(config, vocab_size=50)
@@ -86,6 +92,8 @@ def test_the_builder_makes_the_objects_the_configuration_names():
     (["--solver", "rk4", "--rtol", "1e-4"], "--rtol does not apply"),
     (["--solver", "dopri5", "--steps-per-unit", "2"], "--steps-per-unit does not apply"),
     (["--kl-weight", "0.5"], "--kl-weight does not apply"),
+    (["--free-bits", "0.1"], "--free-bits does not apply"),
+    (["--input-noise", "1.0"], "delete must be in [0, 1)"),
     (["--lr-schedule", "plateau", "--warmup-steps", "10"], "--warmup-steps does not apply"),
     (["--data", "tatoeba", "--synthetic-size", "10"], "--synthetic-size does not apply"),
     (["--logical-cpus", "2"], "--logical-cpus does not apply"),

@@ -75,6 +75,7 @@ def grammar_lm(tmp_path_factory):
     return lm, sentences, cache
 
 
+@pytest.mark.slow
 def test_the_reference_lm_is_cached_and_tells_real_sentences_from_broken_ones(grammar_lm):
     import os
 
