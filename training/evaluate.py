@@ -213,9 +213,12 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
         latent_paths.plot_paths(os.path.join(report_dir, name), entry["paths"], entry["alphas"],
                                 f"{mode} paths between test sentences (changed words in red)")
         pictures.append(name)
-    if paths:
+    if paths and paths[next(iter(paths))]["paths"]:
         latent_paths.plot_latent_projection(os.path.join(report_dir, "latent_paths.png"), codes, paths)
-        pictures.append("latent_paths.png")
+        first = paths[next(iter(paths))]["codes"][0]
+        latent_paths.plot_alpha_family(os.path.join(report_dir, "interpolant_dynamics.png"), model, text,
+                                       first[0], first[-1], [0.0, 0.25, 0.5, 0.75, 1.0])
+        pictures += ["latent_paths.png", "interpolant_dynamics.png"]
 
     reconstructions = list(zip(references[:8], hypotheses[:8]))
     report.write_report(report_dir, metrics, reconstructions, examples, pictures)

@@ -141,3 +141,39 @@ def plot_latent_projection(path, codes, paths_by_mode, count=4):
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def plot_alpha_family(path, model, text, start, end, alphas, mode="slerp", resolution=12):
+    """The continuous family h_α(t) between two codes `start`, `end` `[units]`: for each α, the
+    probability over time t of every word decoded anywhere along the path (rows), the decoder
+    flowing from h_α(0) and folding in its own greedy words. One panel per α."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import tensorflow as tf
+
+    from tfode import interpolation
+    from tfode.tokens import EOS_ID, prepend_bos
+
+    codes = interpolation.interpolate(start[None], end[None], np.asarray(alphas, "float32"), mode)[0]
+    decoded = model.decode(codes).ids.numpy()
+    words = decoded * (decoded != EOS_ID)  # the sentence without <eos>, as `trajectory` reads it
+    steps = int((decoded != 0).sum(1).max())
+    times = np.linspace(0.0, steps * model.decoder.time_span, resolution * steps + 1, dtype="float32")
+    _, logits = model.decoder.states_at(codes, times, prepend_bos(tf.constant(words[:, :steps])))
+    probabilities = tf.nn.softmax(logits).numpy()  # [A, T, vocab]
+    vocabulary = list(dict.fromkeys(int(i) for row in decoded for i in row if i))
+    names = [t.decode() for t in text.tokens(np.array(vocabulary)).numpy()]
+    figure, axes = plt.subplots(len(alphas), 1, figsize=(8, 1.1 + 0.16 * len(names) * len(alphas)), sharex=True)
+    for axis, alpha, rows, sentence in zip(np.atleast_1d(axes), alphas, probabilities,
+                                           text.decode(decoded).numpy()):
+        axis.imshow(rows[:, vocabulary].T, aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=1,
+                    extent=[times[0], times[-1], -0.5, len(names) - 0.5])
+        axis.set_yticks(range(len(names)))
+        axis.set_yticklabels(names, fontsize=5)
+        axis.set_title(f"α = {alpha:.2f}: {sentence.decode()}", fontsize=7, loc="left")
+    np.atleast_1d(axes)[-1].set_xlabel("time t (token k at t = k·Δt)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -73,7 +73,8 @@ def test_evaluation_report_holds_numbers(trained_run, tmp_path):
     assert metrics["midpoints"] > 0  # every sentence's midpoints, not a sample
     report = (tmp_path / "report.md").read_text()
     assert "## Token accuracy by how frequent" in report and "| words ranked 1–" in report
-    for picture in ("trajectories.png", "token_probabilities.png", "interpolation_linear.png", "latent_paths.png"):
+    for picture in ("trajectories.png", "token_probabilities.png", "interpolation_linear.png", "latent_paths.png",
+                    "interpolant_dynamics.png"):
         assert (tmp_path / picture).stat().st_size > 1000
         assert f"]({picture})" in report
 
