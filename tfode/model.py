@@ -92,14 +92,16 @@ class Seq2SeqODE(keras.Model):
             self.integral_trackers[1].update_state(output.jacobian_norm)
         return output.logits
 
-    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
+    def compile(self, optimizer="adam", loss=None, metrics=None, jit_compile=False, **kwargs):
         """`keras.Model.compile` with this model's defaults: masked cross-entropy, masked
-        token accuracy and exact match (teacher-forced, like any `fit` metric)."""
+        token accuracy and exact match (teacher-forced, like any `fit` metric). XLA is off unless
+        asked for: Keras' "auto" would turn it on on a GPU, and the ODE-RNN's training step (a
+        fixed-grid solve inside the per-token loop) does not compile under XLA."""
         if loss is None:
             loss = MaskedCrossEntropy()
         if metrics is None:
             metrics = [MaskedTokenAccuracy(), ExactMatch()]
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile, **kwargs)
 
     def get_compile_config(self):
         return super().get_compile_config()
