@@ -65,6 +65,24 @@ def table(rows, modes) -> list[str]:
     return lines
 
 
+def training_command(run_dir) -> str:
+    """The `training.train` command that reproduces a run: its preset and the settings its
+    configuration holds beyond that preset's (for its decoder)."""
+    from training import presets
+    from training.rundir import read_config
+
+    config = read_config(run_dir)
+    preset = config.get("preset")
+    base = presets.resolve(preset, {"decoder": config["decoder"]})
+    flags = [] if preset is None else ["--preset", preset]
+    for key, value in sorted(config.items()):
+        if key in presets.DEFAULTS and base.get(key) != value:
+            flag = "--" + key.replace("_", "-")
+            flags += [flag] if value is True else [f"--no-{key.replace('_', '-')}"] if value is False else [flag, str(value)]
+    return " ".join(["python -m training.train", *flags, "--decoder", config["decoder"],
+                     "--data", relative_path(str(config["data"])), "--run-dir", relative_path(run_dir)])
+
+
 def calibration_lines(judge) -> list[str]:
     from training.path_metrics import formatted
 
@@ -137,7 +155,8 @@ def write_results(path, rows, judge, lines, command):
         "the same for every run; token accuracy and exact match are greedy, free-running. "
         "`training/path_metrics.py` defines each figure; the runs' reports "
         "(`report-interpolation/report.md`) give the 95 % intervals.", "",
-        *calibration_lines(judge), "", *lines, "",
+        *calibration_lines(judge), "", *lines, "", "The runs were trained by:", "",
+        *[f"- `{row['name']}`: `{training_command(row['run_dir'])}`" for row in rows], "",
     ]
     for row in rows:
         example = row.get("_interpolation_example")

@@ -66,7 +66,7 @@ PRESETS = {
         data="synthetic", decoder="odernn", synthetic_size=30000, units=128, embedding_dim=64,
         field_type="gated", solver="euler", steps_per_unit=1.0, tied_embeddings=True,
         bidirectional=True, batch_size=64, learning_rate=5e-3, lr_schedule="cosine",
-        warmup_steps=20, epochs=8,
+        warmup_steps=20, epochs=10,
     ),
     # Minimal settings for tests and smoke runs.
     "tiny": dict(

@@ -122,3 +122,18 @@ def test_bench_interpolation_refuses_what_it_cannot_run(tmp_path, capsys):
     assert "not a training run" in capsys.readouterr().err
     assert bench_interpolation.main(["--runs", "nameless", "--results", str(tmp_path / "x.md")]) == 2
     assert not (tmp_path / "x.md").exists()
+
+
+def test_a_runs_training_command_names_what_differs_from_its_preset(tmp_path):
+    from training import bench_interpolation, presets, train
+
+    config = presets.resolve("synthetic", {"input_noise": 0.3, "bidirectional": False, "epochs": 3})
+    config["preset"] = "synthetic"
+    run_dir = str(tmp_path / "run")
+    train.prepare_run_dir(run_dir, config, overwrite=False)
+    command = bench_interpolation.training_command(run_dir).split()
+    assert command[:5] == ["python", "-m", "training.train", "--preset", "synthetic"]
+    for flags in (["--input-noise", "0.3"], ["--epochs", "3"], ["--no-bidirectional"]):
+        position = command.index(flags[0])
+        assert command[position : position + len(flags)] == flags
+    assert "--units" not in command  # the preset's own values are not repeated
