@@ -116,14 +116,11 @@ def plot_paths(path, paths, alphas, title, rows=4):
 def plot_latent_projection(path, codes, paths_by_mode, count=4):
     """Sentences' codes h(0) projected on their two first principal components (grey), with a
     few linear and slerp paths drawn between pairs of them."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    mean = codes.mean(0)
-    _, _, components = np.linalg.svd(codes - mean, full_matrices=False)
-    project = lambda points: (points - mean) @ components[:2].T  # noqa: E731
+    from training.report import principal_projection, save_pca_figure
+
+    project = principal_projection(codes)
     figure, axis = plt.subplots(figsize=(7, 6))
     cloud = project(codes)
     axis.scatter(cloud[:, 0], cloud[:, 1], s=3, color="0.8", label="sentences' h(0)")
@@ -134,13 +131,7 @@ def plot_latent_projection(path, codes, paths_by_mode, count=4):
             points = project(path_codes)
             axis.plot(points[:, 0], points[:, 1], styles.get(mode, "-"), marker="o", markersize=3,
                       color=colours[number % len(colours)], label=f"{mode} path {number + 1}")
-    axis.set_xlabel("PC 1")
-    axis.set_ylabel("PC 2")
-    axis.set_title("Latent codes and paths between sentences (PCA)")
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_pca_figure(figure, axis, "Latent codes and paths between sentences (PCA)", path)
 
 
 def plot_alpha_family(path, model, text, start, end, alphas, mode="slerp", resolution=12):

@@ -12,14 +12,30 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def principal_projection(points):
+    """The projection `[..., units]` → `[..., 2]` on the two first principal components of
+    `points` `[n, units]`."""
+    mean = points.mean(0)
+    _, _, components = np.linalg.svd(points - mean, full_matrices=False)
+    return lambda values: (values - mean) @ components[:2].T
+
+
+def save_pca_figure(figure, axis, title, path):
+    """Labels a principal-component plot, writes it to `path` and closes it."""
+    axis.set_xlabel("PC 1")
+    axis.set_ylabel("PC 2")
+    axis.set_title(title)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def plot_trajectories(path, states, times, token_times, labels, titles):
     """h(t) of a few sentences projected on their two first principal components.
 
     states: `[sentences, T, units]` at `times` `[T]`; token_times `[n]`; labels[i] the n tokens."""
-    flat = states.reshape(-1, states.shape[-1])
-    centred = flat - flat.mean(0)
-    _, _, components = np.linalg.svd(centred, full_matrices=False)
-    projected = (centred @ components[:2].T).reshape(states.shape[0], states.shape[1], 2)
+    projected = principal_projection(states.reshape(-1, states.shape[-1]))(states)
     figure, axis = plt.subplots(figsize=(7, 6))
     for index, (curve, words, title) in enumerate(zip(projected, labels, titles)):
         line, = axis.plot(curve[:, 0], curve[:, 1], lw=1.5, label=title[:40])
@@ -28,13 +44,7 @@ def plot_trajectories(path, states, times, token_times, labels, titles):
         for mark, word in zip(marks, words):
             axis.annotate(word, curve[mark], fontsize=7, xytext=(3, 3), textcoords="offset points")
         axis.scatter(*curve[0], marker="s", color=line.get_color(), s=30)
-    axis.set_xlabel("PC 1")
-    axis.set_ylabel("PC 2")
-    axis.set_title("Hidden trajectories h(t), PCA (■ h(0), ● token times)")
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_pca_figure(figure, axis, "Hidden trajectories h(t), PCA (■ h(0), ● token times)", path)
 
 
 def plot_probability_heatmap(path, probabilities, times, token_names, sentence):
