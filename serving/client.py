@@ -3,7 +3,7 @@
     python -m serving.client [--target localhost:8500] [--rest] [--model-name tfode] \\
         decode "i like your style ."
     python -m serving.client interpolate "i like your style ." "the pain was unbearable ." \\
-        [--num-steps 7] [--mode slerp]
+        [--steps 7] [--mode slerp]
     python -m serving.client encode "i like your style ."
     python -m serving.client trajectory "i like your style ." --times 0.5 1 1.5
     python -m serving.client status | metadata
@@ -203,19 +203,35 @@ class TFServingClient:
     def encode(self, sentences: list[str]) -> dict:
         return self.predict("encode", {"sentences": np.array(sentences, dtype=object)})
 
-    def interpolate(self, sentences_a, sentences_b, num_steps=7, mode="slerp") -> dict:
-        return self.predict("interpolate", {
-            "sentence_a": np.array(sentences_a, dtype=object),
-            "sentence_b": np.array(sentences_b, dtype=object),
-            "num_steps": np.int32(num_steps),
-            "mode": np.array(mode, dtype=object),
+    def interpolate(self, sentences_a, sentences_b, steps=7, mode="slerp") -> dict:
+        """The latent path between each pair at `steps` evenly spaced alphas, ends included:
+        `{"sentences": [pairs, steps], "alphas": [steps]}`. One request of pairs × steps rows
+        (the signature takes one point per row)."""
+        if steps < 2:
+            raise ValueError(f"steps must be at least 2, got {steps}")
+        if len(sentences_a) != len(sentences_b):
+            raise ValueError("sentences_a and sentences_b must be as many")
+        alphas = np.linspace(0.0, 1.0, steps, dtype=np.float32)
+        pairs = len(sentences_a)
+        answer = self.predict("interpolate", {
+            "sentence_a": np.repeat(np.array(sentences_a, dtype=object), steps),
+            "sentence_b": np.repeat(np.array(sentences_b, dtype=object), steps),
+            "alpha": np.tile(alphas, pairs),
+            "mode": np.array([mode] * (pairs * steps), dtype=object),
         })
+        return {"sentences": answer["sentence"].reshape(pairs, steps), "alphas": alphas}
 
     def trajectory(self, sentences, times) -> dict:
-        return self.predict("trajectory", {
-            "sentences": np.array(sentences, dtype=object),
-            "times": np.asarray(times, dtype=np.float32),
+        """What the decoder holds at each of `times` for each sentence: arrays of
+        `[sentences, times, ...]` (`state`, `top_k_ids`, `top_k_tokens`, `top_k_probabilities`).
+        One request of sentences × times rows."""
+        times = np.asarray(times, dtype=np.float32).reshape(-1)
+        count = len(sentences)
+        answer = self.predict("trajectory", {
+            "sentences": np.repeat(np.array(sentences, dtype=object), times.size),
+            "time": np.tile(times, count),
         })
+        return {key: value.reshape(count, times.size, *value.shape[1:]) for key, value in answer.items()}
 
 
 def _to_json(value):
@@ -254,7 +270,8 @@ def main(argv=None) -> int:
     interpolate = commands.add_parser("interpolate", help="decode the latent path between two sentences")
     interpolate.add_argument("sentence_a")
     interpolate.add_argument("sentence_b")
-    interpolate.add_argument("--num-steps", type=int, default=7)
+    interpolate.add_argument("--steps", "--num-steps", type=int, default=7,
+                             help="points on the path, ends included (one request row each)")
     interpolate.add_argument("--mode", choices=["linear", "slerp"], default="slerp")
     trajectory = commands.add_parser("trajectory", help="top tokens along h(t)")
     trajectory.add_argument("sentence")
@@ -274,7 +291,7 @@ def main(argv=None) -> int:
             for source, latent in zip(args.sentences, result["latent"]):
                 print(f"{source}: |h0| = {np.linalg.norm(latent):.3f}, h0[:4] = {np.round(latent[:4], 3).tolist()}")
         elif args.command == "interpolate":
-            result = client.interpolate([args.sentence_a], [args.sentence_b], args.num_steps, args.mode)
+            result = client.interpolate([args.sentence_a], [args.sentence_b], args.steps, args.mode)
             for alpha, sentence in zip(result["alphas"], result["sentences"][0]):
                 print(f"α={float(alpha):.2f}  {_text(sentence)}")
         elif args.command == "trajectory":
@@ -289,6 +306,9 @@ def main(argv=None) -> int:
     except ServingClientError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except ValueError as error:  # a request the client refuses to send (e.g. --steps 1)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except Exception as error:  # transport failures: grpc.RpcError (loaded with gRPC) or OSError
         if not isinstance(error, (OSError, *((grpc.RpcError,) if grpc is not None else ()))):
             raise

@@ -23,7 +23,7 @@ from tfode.metrics import ExactMatch, MaskedTokenAccuracy  # noqa: E402
 from tfode.model import Seq2SeqODE  # noqa: E402
 from tfode.text import TextProcessor  # noqa: E402
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "BDF", "RK4", "Dopri5", "Euler", "odeint", "GatedVectorField", "VectorField", "ODESolution",

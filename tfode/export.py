@@ -8,20 +8,26 @@ the graph; the vocabulary travels as an asset):
   serving_default, decode   sentences [batch] string
         → sentences [batch] string, token_ids [batch, steps] int32,
           scores [batch, steps] float32 (log-probabilities), lengths [batch] int32,
-          truncated [batch] bool (the input had more than max_length tokens and was cut)
+          truncated [batch] bool (the input had more than max_length tokens and was cut),
+          nfe [batch] int32 (vector-field evaluations the solver spent on the batch the row was
+          decoded in: the same for every row of a run, so not a property of the row alone)
   encode                    sentences [batch] string
         → latent, mean, log_variance [batch, units] float32, truncated [batch] bool
-  interpolate               sentence_a [batch], sentence_b [batch] string, num_steps int32
-                            scalar (2 … MAX_INTERPOLATION_STEPS), mode string scalar
-                            ("linear" | "slerp")
-        → sentences [batch, num_steps] string, alphas [num_steps] float32
-  trajectory                sentences [batch] string, times [T] float32 (finite, >= 0, any real
-                            time; token k sits at k·Δt)
-        → states [batch, T, state_units] float32, top_k_ids [batch, T, k] int32,
-          top_k_tokens [batch, T, k] string, top_k_probabilities [batch, T, k] float32
+  interpolate               sentence_a [batch], sentence_b [batch] string, alpha [batch] float32
+                            (0 … 1), mode [batch] string ("linear" | "slerp")
+        → sentence [batch] string: row i is the point alpha[i] of the latent path from
+          sentence_a[i] to sentence_b[i]; a path of K points is K rows
+  trajectory                sentences [batch] string, time [batch] float32 (finite, >= 0, any
+                            real time; token k sits at k·Δt)
+        → state [batch, state_units] float32, top_k_ids [batch, k] int32,
+          top_k_tokens [batch, k] string, top_k_probabilities [batch, k] float32: what the
+          decoder holds at time[i] while reconstructing sentences[i]
 
-Bad input (an empty batch, an empty or over-long sentence, bad num_steps, mode or times) fails
-the request with InvalidArgumentError and a message saying what was wrong. The export is
+Every input and output of every signature is per row (its first dimension is the batch), so
+TF Serving's server-side batching can concatenate requests along dimension 0 and split the
+answers back. Bad input (an empty batch, an empty or over-long sentence, rows of different
+counts, a bad alpha, mode or time) fails the request with InvalidArgumentError and a message
+saying what was wrong. The export is
 written to a hidden temporary folder and renamed into place, so a watcher never sees half a
 model; `assets.extra/` holds `tfode.json` (settings, solver, vocabulary size) and
 `tf_serving_warmup_requests` (one request per signature).
@@ -42,8 +48,6 @@ from tfode import atomic
 from tfode.text import TextProcessor
 
 MAX_SENTENCE_BYTES = 1024
-MAX_INTERPOLATION_STEPS = 64
-MAX_TRAJECTORY_TIMES = 1024
 TOP_K = 5
 SIGNATURES = ("serving_default", "decode", "encode", "interpolate", "trajectory")
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -102,6 +106,7 @@ class ServingModule(tf.Module):
             "scores": decoded.scores,
             "lengths": decoded.lengths,
             "truncated": truncated,
+            "nfe": tf.fill(tf.shape(decoded.lengths), tf.cast(decoded.nfe, tf.int32)),
         }
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
@@ -114,20 +119,20 @@ class ServingModule(tf.Module):
         input_signature=[
             tf.TensorSpec([None], tf.string, name="sentence_a"),
             tf.TensorSpec([None], tf.string, name="sentence_b"),
-            tf.TensorSpec([], tf.int32, name="num_steps"),
-            tf.TensorSpec([], tf.string, name="mode"),
+            tf.TensorSpec([None], tf.float32, name="alpha"),
+            tf.TensorSpec([None], tf.string, name="mode"),
         ]
     )
-    def interpolate(self, sentence_a, sentence_b, num_steps, mode):
+    def interpolate(self, sentence_a, sentence_b, alpha, mode):
+        batch = tf.size(sentence_a)
         checks = [
             tf.debugging.assert_equal(
-                tf.size(sentence_a), tf.size(sentence_b),
-                message="sentence_a and sentence_b must have the same batch size",
+                tf.stack([tf.size(sentence_b), tf.size(alpha), tf.size(mode)]), batch,
+                message="sentence_a, sentence_b, alpha and mode must have one row each per point",
             ),
-            tf.debugging.assert_greater_equal(num_steps, 2, message="num_steps must be at least 2"),
-            tf.debugging.assert_less_equal(
-                num_steps, MAX_INTERPOLATION_STEPS,
-                message=f"num_steps must be at most {MAX_INTERPOLATION_STEPS}",
+            tf.debugging.assert_equal(
+                tf.reduce_all((alpha >= 0.0) & (alpha <= 1.0)), True,
+                message="alpha must be between 0 and 1 (and finite)",
             ),
         ]
         with tf.control_dependencies(checks):
@@ -136,34 +141,31 @@ class ServingModule(tf.Module):
         width = tf.maximum(tf.shape(ids_a)[1], tf.shape(ids_b)[1])
         ids_a = tf.pad(ids_a, [[0, 0], [0, width - tf.shape(ids_a)[1]]])
         ids_b = tf.pad(ids_b, [[0, 0], [0, width - tf.shape(ids_b)[1]]])
-        alphas = tf.linspace(0.0, 1.0, num_steps)
-        path = self.model.interpolate(ids_a, ids_b, alphas, mode, beam_width=self.beam_width)
-        batch = tf.shape(path.ids)[0]
-        flat_ids = tf.reshape(path.ids, [batch * num_steps, -1])
-        flat_lengths = tf.reshape(path.lengths, [-1])
-        sentences = tf.reshape(self.text.decode(flat_ids, flat_lengths), [batch, num_steps])
-        return {"sentences": sentences, "alphas": alphas}
+        decoded = self.model.interpolant(ids_a, ids_b, alpha, mode, beam_width=self.beam_width)
+        return {"sentence": self.text.decode(decoded.ids, decoded.lengths)}
 
     @tf.function(
         input_signature=[
             tf.TensorSpec([None], tf.string, name="sentences"),
-            tf.TensorSpec([None], tf.float32, name="times"),
+            tf.TensorSpec([None], tf.float32, name="time"),
         ]
     )
-    def trajectory(self, sentences, times):
+    def trajectory(self, sentences, time):
         checks = [
-            tf.debugging.assert_greater(tf.size(times), 0, message="times is empty"),
-            tf.debugging.assert_less_equal(
-                tf.size(times), MAX_TRAJECTORY_TIMES,
-                message=f"at most {MAX_TRAJECTORY_TIMES} times per request",
-            ),
+            tf.debugging.assert_equal(tf.size(time), tf.size(sentences),
+                                      message="sentences and time must have one row each"),
         ]
+        # Each distinct sentence is decoded once, at each distinct time asked of any row.
+        distinct_sentences, sentence_index = tf.unique(sentences)
+        distinct_times, time_index = tf.unique(time)
         with tf.control_dependencies(checks):
-            ids, _ = self._encode_text(sentences)
-        states, probabilities = self.model.trajectory(ids, times)
+            ids, _ = self._encode_text(distinct_sentences)
+        states, probabilities = self.model.trajectory(ids, distinct_times)
+        at = tf.stack([sentence_index, time_index], axis=1)
+        state, probabilities = tf.gather_nd(states, at), tf.gather_nd(probabilities, at)
         top = tf.math.top_k(probabilities, k=TOP_K)
         return {
-            "states": states,
+            "state": state,
             "top_k_ids": top.indices,
             "top_k_tokens": self.text.tokens(top.indices),
             "top_k_probabilities": top.values,
@@ -178,8 +180,6 @@ def metadata(model: Seq2SeqODE, text: TextProcessor, beam_width: int) -> dict:
         "beam_width": beam_width,
         "limits": {
             "max_sentence_bytes": MAX_SENTENCE_BYTES,
-            "max_interpolation_steps": MAX_INTERPOLATION_STEPS,
-            "max_trajectory_times": MAX_TRAJECTORY_TIMES,
             "top_k": TOP_K,
         },
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -188,19 +188,21 @@ def metadata(model: Seq2SeqODE, text: TextProcessor, beam_width: int) -> dict:
 
 
 def warmup_requests(model_name: str):
-    """One `PredictionLog` per signature, for `assets.extra/tf_serving_warmup_requests`."""
+    """One `PredictionLog` per signature, for `assets.extra/tf_serving_warmup_requests`: each of
+    several rows, so that warm-up also traces the batched shapes."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     examples = {
-        "serving_default": {"sentences": tf.constant(["i like your style ."])},
-        "encode": {"sentences": tf.constant(["i like your style ."])},
+        "serving_default": {"sentences": tf.constant(["i like your style .", "the cat sat on the mat ."])},
+        "encode": {"sentences": tf.constant(["i like your style .", "you ."])},
         "interpolate": {
-            "sentence_a": tf.constant(["i like your style ."]),
-            "sentence_b": tf.constant(["the pain was unbearable ."]),
-            "num_steps": tf.constant(3, tf.int32),
-            "mode": tf.constant("slerp"),
+            "sentence_a": tf.constant(["i like your style ."] * 3),
+            "sentence_b": tf.constant(["the pain was unbearable ."] * 3),
+            "alpha": tf.constant([0.0, 0.5, 1.0]),
+            "mode": tf.constant(["slerp", "slerp", "linear"]),
         },
-        "trajectory": {"sentences": tf.constant(["i like your style ."]), "times": tf.constant([0.5, 1.0, 1.5])},
+        "trajectory": {"sentences": tf.constant(["i like your style ."] * 2 + ["you ."]),
+                       "time": tf.constant([0.5, 1.0, 1.5])},
     }
     for signature, inputs in examples.items():
         request = predict_pb2.PredictRequest(

@@ -151,6 +151,14 @@ class Seq2SeqODE(keras.Model):
             nfe=decoded.nfe,
         )
 
+    def interpolant(self, tokens_a, tokens_b, alpha, mode, beam_width=1) -> Decoded:
+        """One point of a latent path per row: the sentence at `alpha` `[batch]` between rows of
+        `tokens_a` and `tokens_b` `[batch, L]`, by `mode` `[batch]` ("linear" or "slerp" per
+        row). A `Decoded` of `[batch, steps]`; row i is `interpolate(...)` of that row at that
+        alpha, so a path is its alphas sent as rows."""
+        start, end = self.encode(tokens_a)[0], self.encode(tokens_b)[0]
+        return self.decode(interpolation.interpolate_rows(start, end, alpha, mode), beam_width=beam_width)
+
     def with_solver(self, solver) -> "Seq2SeqODE":
         """A copy of this model for inference with the same weights and another ODE solver (a
         solver value, e.g. `BDF()` or a tighter `Dopri5(rtol=1e-5)`). The flow's training-only

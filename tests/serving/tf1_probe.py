@@ -41,6 +41,49 @@ names = sorted(signature.outputs)
 values = session.run([signature.outputs[n].name for n in names],
                      {signature.inputs["sentences"].name: np.array(sentences, dtype=object)})
 decoded = dict(zip(names, values))
+
+
+def run(signature, inputs):
+    names = sorted(signature.outputs)
+    values = session.run([signature.outputs[n].name for n in names],
+                         {signature.inputs[k].name: v for k, v in inputs.items()})
+    return dict(zip(names, values))
+
+
+def same_rows(got, want):
+    """Rows equal, a wider batch's extra columns being padding."""
+    if got.ndim > 1 and got.shape[1] > want.shape[1]:
+        got = got[:, : want.shape[1]]
+    if got.shape != want.shape:
+        return False
+    return bool(np.allclose(got, want, atol=1e-5) if got.dtype.kind == "f" else np.array_equal(got, want))
+
+
+from tensorflow_serving.apis import prediction_log_pb2  # noqa: E402  (the stock server's own protos)
+
+unbatchable = []
+warmup = os.path.join(export_dir, "assets.extra", "tf_serving_warmup_requests")
+for record in tf.compat.v1.io.tf_record_iterator(warmup):
+    request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+    name = request.model_spec.signature_name or "serving_default"
+    signature = meta_graph.signature_def[name]
+    for side in ("inputs", "outputs"):
+        for key, info in getattr(signature, side).items():
+            if info.tensor_shape.unknown_rank or not info.tensor_shape.dim or info.tensor_shape.dim[0].size != -1:
+                unbatchable.append(f"{name}: {side[:-1]} {key} has no leading batch dimension")
+    inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+    rows = {len(value) for value in inputs.values()}
+    if len(rows) != 1 or rows == {1}:
+        unbatchable.append(f"{name}: its warm-up request must have several rows of one count, got {rows}")
+        continue
+    whole = run(signature, inputs)
+    for row in range(rows.pop()):
+        alone = run(signature, {key: value[row : row + 1] for key, value in inputs.items()})
+        for key, value in alone.items():
+            if key == "nfe":  # the batch's solver evaluations, the same on every row of a run
+                continue
+            if not same_rows(whole[key][row : row + 1], value):
+                unbatchable.append(f"{name}: output {key} of row {row} differs when batched")
 print(json.dumps({
     "sentences": [s.decode("utf-8") for s in decoded["sentences"]],
     "token_ids": decoded["token_ids"].tolist(),
@@ -48,5 +91,6 @@ print(json.dumps({
     "text_ops": text,
     "unknown_ops": unknown,
     "signatures": sorted(meta_graph.signature_def),
+    "unbatchable": unbatchable,
     "imported_project": any(name.split(".")[0] in ("tfode", "training", "serving") for name in sys.modules),
 }))

@@ -58,19 +58,66 @@ def test_signatures_match_the_model_in_process(exported, loaded, tiny_text):
     np.testing.assert_array_equal(decoded["token_ids"].numpy(), expected.ids.numpy())
     encoded = loaded.signatures["encode"](sentences=sentences)
     np.testing.assert_allclose(encoded["latent"].numpy(), model.encode(ids[:, :7])[0].numpy(), atol=1e-5)
-    path_out = loaded.signatures["interpolate"](sentence_a=sentences, sentence_b=sentences[::-1],
-                                                num_steps=tf.constant(4), mode=tf.constant("slerp"))
-    assert path_out["sentences"].shape == (2, 4)
-    np.testing.assert_allclose(path_out["alphas"].numpy(), [0, 1 / 3, 2 / 3, 1], atol=1e-6)
-    # The served path is the library's, sentence for sentence.
-    library = model.interpolate(ids, ids[::-1], path_out["alphas"], mode="slerp")
-    expected = tiny_text.decode(tf.reshape(library.ids, [8, -1])).numpy().reshape(2, 4)
-    np.testing.assert_array_equal(path_out["sentences"].numpy(), expected)
-    trajectory = loaded.signatures["trajectory"](sentences=sentences, times=tf.constant([0.5, 1.0, 2.5]))
-    assert trajectory["states"].shape == (2, 3, 32)
-    assert trajectory["top_k_tokens"].shape == (2, 3, export.TOP_K)
-    states, _ = model.trajectory(ids[:, :7], [0.5, 1.0, 2.5])
-    np.testing.assert_allclose(trajectory["states"].numpy(), states.numpy(), atol=1e-4)
+    # One point per row: a path of 4 points between two pairs is 8 rows, in any order.
+    alphas = np.array([0, 1 / 3, 2 / 3, 1], np.float32)
+    order = np.array([5, 0, 7, 2, 1, 6, 3, 4])
+    pair, point = order // 4, order % 4
+    modes = np.where(point % 2 == 0, "slerp", "linear")
+    path_out = loaded.signatures["interpolate"](
+        sentence_a=tf.gather(sentences, pair), sentence_b=tf.gather(sentences[::-1], pair),
+        alpha=tf.constant(alphas[point]), mode=tf.constant(modes))
+    assert path_out["sentence"].shape == (8,)
+    # The served path is the library's, sentence for sentence, mode for mode.
+    for mode in ("slerp", "linear"):
+        library = model.interpolate(ids, ids[::-1], alphas, mode=mode)
+        expected = tiny_text.decode(tf.reshape(library.ids, [8, -1])).numpy().reshape(2, 4)
+        rows = modes == mode
+        np.testing.assert_array_equal(path_out["sentence"].numpy()[rows], expected[pair[rows], point[rows]])
+    times = np.array([0.5, 1.0, 2.5], np.float32)
+    trajectory = loaded.signatures["trajectory"](sentences=tf.repeat(sentences, 3), time=tf.constant(np.tile(times, 2)))
+    assert trajectory["state"].shape == (6, 32)
+    assert trajectory["top_k_tokens"].shape == (6, export.TOP_K)
+    states, _ = model.trajectory(ids[:, :7], times)
+    np.testing.assert_allclose(trajectory["state"].numpy(), states.numpy().reshape(6, 32), atol=1e-4)
+
+
+def test_every_signature_is_batchable_along_dimension_zero(loaded):
+    """TF Serving's batching concatenates requests' rows and splits the answer: two requests
+    joined give the rows of the two separate answers, for every signature."""
+    first = {
+        "decode": {"sentences": ["i like your style ."]},
+        "encode": {"sentences": ["the cat sat on the mat .", "i like it ."]},
+        "interpolate": {"sentence_a": ["i like it ."] * 2, "sentence_b": ["the cat sat ."] * 2,
+                        "alpha": np.float32([0.25, 1.0]), "mode": ["slerp", "linear"]},
+        "trajectory": {"sentences": ["i like it ."], "time": np.float32([0.75])},
+    }
+    second = {
+        "decode": {"sentences": ["the cat sat on the mat .", "a b c d e f g h ."]},
+        "encode": {"sentences": ["you ."]},
+        "interpolate": {"sentence_a": ["you ."], "sentence_b": ["i like your style ."],
+                        "alpha": np.float32([0.5]), "mode": ["linear"]},
+        "trajectory": {"sentences": ["the cat sat .", "i like it ."], "time": np.float32([2.0, 0.25])},
+    }
+    for name in ("serving_default", "decode", "encode", "interpolate", "trajectory"):
+        key = "decode" if name == "serving_default" else name
+        signature = loaded.signatures[name]
+        separate = [signature(**{k: tf.constant(v) for k, v in request[key].items()}) for request in (first, second)]
+        joined = signature(**{k: tf.concat([tf.constant(first[key][k]), tf.constant(second[key][k])], 0)
+                              for k in first[key]})
+        for output, value in joined.items():
+            if output == "nfe":  # the batch's count by definition, the same on every row of a run
+                assert len(set(value.numpy().tolist())) == 1
+                continue
+            rows = [part[output].numpy() for part in separate]
+            assert value.shape[0] == sum(len(r) for r in rows), (name, output)
+            width = value.shape[1] if value.ndim > 1 else None
+            for got, want in zip(np.split(value.numpy(), [len(rows[0])]), rows):
+                if width is not None and want.shape[1] != width:  # decoded ids padded to the longest
+                    want = np.pad(want, [(0, 0), (0, width - want.shape[1])] + [(0, 0)] * (want.ndim - 2))
+                if want.dtype.kind == "f":
+                    np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"{name}/{output}")
+                else:
+                    np.testing.assert_array_equal(got, want, err_msg=f"{name}/{output}")
 
 
 @pytest.mark.parametrize("signature, inputs, message", [
@@ -78,13 +125,16 @@ def test_signatures_match_the_model_in_process(exported, loaded, tiny_text):
     ("decode", {"sentences": tf.constant(["  ", "ok ."])}, "sentence is empty"),
     ("decode", {"sentences": tf.constant(["x" * 2000])}, "longer than"),
     ("interpolate", {"sentence_a": tf.constant(["a ."]), "sentence_b": tf.constant(["b ."]),
-                     "num_steps": tf.constant(1), "mode": tf.constant("linear")}, "at least 2"),
-    ("interpolate", {"sentence_a": tf.constant(["a ."]), "sentence_b": tf.constant(["b .", "c ."]),
-                     "num_steps": tf.constant(3), "mode": tf.constant("linear")}, "same batch size"),
+                     "alpha": tf.constant([1.5]), "mode": tf.constant(["linear"])}, "between 0 and 1"),
     ("interpolate", {"sentence_a": tf.constant(["a ."]), "sentence_b": tf.constant(["b ."]),
-                     "num_steps": tf.constant(3), "mode": tf.constant("cubic")}, "mode must be"),
-    ("trajectory", {"sentences": tf.constant(["a ."]), "times": tf.constant([np.nan])}, "finite"),
-    ("trajectory", {"sentences": tf.constant(["a ."]), "times": tf.constant([], tf.float32)}, "times is empty"),
+                     "alpha": tf.constant([np.nan], tf.float32), "mode": tf.constant(["linear"])}, "between 0 and 1"),
+    ("interpolate", {"sentence_a": tf.constant(["a ."]), "sentence_b": tf.constant(["b .", "c ."]),
+                     "alpha": tf.constant([0.5]), "mode": tf.constant(["linear"])}, "one row each"),
+    ("interpolate", {"sentence_a": tf.constant(["a .", "b ."]), "sentence_b": tf.constant(["b .", "c ."]),
+                     "alpha": tf.constant([0.5, 0.5]), "mode": tf.constant(["linear", "cubic"])}, "mode must be"),
+    ("trajectory", {"sentences": tf.constant(["a ."]), "time": tf.constant([np.nan])}, "finite"),
+    ("trajectory", {"sentences": tf.constant(["a ."]), "time": tf.constant([-1.0])}, ">= 0"),
+    ("trajectory", {"sentences": tf.constant(["a .", "b ."]), "time": tf.constant([1.0])}, "one row each"),
 ])
 def test_bad_input_is_a_clear_invalid_argument(loaded, signature, inputs, message):
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
@@ -118,6 +168,7 @@ def test_tf1_session_loader_in_a_fresh_process_and_only_core_or_text_ops(exporte
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert not report["imported_project"]
     assert report["unknown_ops"] == []
+    assert report["unbatchable"] == []
     assert not {"PyFunc", "EagerPyFunc", "PyFuncStateless"} & set(report["core_ops"])
     assert {"CaseFoldUTF8", "NormalizeUTF8"} <= set(report["text_ops"])
     ids = tiny_text.encode(["i like your style .", "he has a red car ."]).ids[:, :6]
@@ -134,7 +185,7 @@ def test_saved_model_cli_lists_the_signatures(exported):
     for name in export.SIGNATURES:
         assert f"signature_def['{name}']" in result.stdout
     assert result.stdout.count("Method name is: tensorflow/serving/predict") == len(export.SIGNATURES)
-    for snippet in ("inputs['num_steps'] tensor_info:\n        dtype: DT_INT32\n        shape: ()",
-                    "inputs['times'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1)",
+    for snippet in ("inputs['alpha'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1)",
+                    "inputs['time'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1)",
                     "inputs['sentences'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)"):
         assert snippet in result.stdout
