@@ -1,9 +1,10 @@
 """Request admission: a Predict request checked against its signature, the bounds on what runs
-at once, and the run itself (shared by gRPC and REST).
+at once, and the run itself, alone or in a server-side batch (shared by gRPC and REST).
 
 Every problem with a request becomes a `ServingError` with the gRPC status TF Serving would use
 and a message that says what was wrong; the model is never run on inputs that do not match the
-signature's names, dtypes and shapes.
+signature's names, dtypes and shapes. A client's deadline bounds the work: a request whose
+deadline passed while it waited is not run, and a run is given at most the time left.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import re
 import threading
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
-from serving.model_manager import ModelManager, ServingError
+from serving.model_manager import Models, ServingError
 
 
 class Limits:
@@ -39,22 +42,34 @@ class Limits:
         self._count_lock = threading.Lock()
 
     @contextmanager
-    def admit(self):
+    def admit(self, deadline: float | None = None):
+        """Runs the block when a slot is free (unbatched requests)."""
         if not self._waiting.acquire(blocking=False):
             raise ServingError("RESOURCE_EXHAUSTED", "The server's request queue is full; retry later")
         try:
-            if not self._running.acquire(timeout=self.queue_timeout):
+            wait = self.queue_timeout if deadline is None else min(self.queue_timeout, deadline - time.monotonic())
+            if not self._running.acquire(timeout=max(wait, 0.0)):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise ServingError("DEADLINE_EXCEEDED", "The request's deadline passed in the queue")
                 raise ServingError("UNAVAILABLE", f"Request waited over {self.queue_timeout:.0f} s in the queue")
-            with self._count_lock:
-                self.in_flight += 1
             try:
-                yield
+                with self.track():
+                    yield
             finally:
-                with self._count_lock:
-                    self.in_flight -= 1
                 self._running.release()
         finally:
             self._waiting.release()
+
+    @contextmanager
+    def track(self):
+        """Counts the block as a request in flight (for draining)."""
+        with self._count_lock:
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            with self._count_lock:
+                self.in_flight -= 1
 
     def drain(self, timeout: float) -> bool:
         """Waits until no request is running; False if `timeout` passed first."""
@@ -121,25 +136,91 @@ def check_inputs(signature, signature_name: str, inputs: dict[str, np.ndarray], 
     return checked
 
 
-def predict(manager: ModelManager, limits: Limits, model_name: str, version: int | None,
-            signature_name: str, inputs: dict[str, np.ndarray]) -> tuple[int, dict[str, np.ndarray]]:
-    """`(version served, outputs)` for one Predict request."""
-    loaded = manager.get(model_name, version)
-    signature_name = signature_name or "serving_default"
-    if signature_name not in loaded.signatures:
-        raise ServingError(
-            "INVALID_ARGUMENT",
-            f"Serving signature name: {signature_name!r} not found in signature def "
-            f"(available: {sorted(loaded.signatures)})",
-        )
-    checked = check_inputs(loaded.signatures[signature_name], signature_name, inputs, limits)
-    with limits.admit():
+class Target(NamedTuple):
+    """What a request names: a model, and a version number or label (neither: the newest), and a
+    signature ("" means serving_default, as in the stock server)."""
+
+    model_name: str
+    version: int | None = None
+    label: str | None = None
+    signature_name: str = ""
+
+
+def predict(models: Models, limits: Limits, target: Target, inputs: dict[str, np.ndarray], *,
+            batcher=None, metrics=None, entrypoint: str = "GRPC",
+            deadline: float | None = None) -> tuple[int, dict[str, np.ndarray]]:
+    """`(version served, outputs)` for one Predict request.
+
+    With a `batcher` (`serving.batching.BatchScheduler`) the request joins a server-side batch;
+    otherwise it runs alone under `limits`. `metrics` (`serving.metrics.ServingMetrics`) counts
+    it by status; `deadline` is a `time.monotonic()` instant."""
+    started = time.monotonic()
+    status = "OK"
+    try:
+        loaded = models.get(target.model_name, target.version, target.label)
         try:
-            return loaded.version, loaded.run(signature_name, checked)
-        except tf.errors.InvalidArgumentError as error:
-            raise ServingError("INVALID_ARGUMENT", _assertion_message(error)) from None
-        except tf.errors.OpError as error:
-            raise ServingError("INTERNAL", f"{type(error).__name__}: {error.message.splitlines()[0]}") from None
+            signature_name = target.signature_name or "serving_default"
+            if signature_name not in loaded.signatures:
+                raise ServingError(
+                    "INVALID_ARGUMENT",
+                    f"Serving signature name: {signature_name!r} not found in signature def "
+                    f"(available: {sorted(loaded.signatures)})",
+                )
+            checked = check_inputs(loaded.signatures[signature_name], signature_name, inputs, limits)
+
+            def run(batch, timeout=None):
+                return _run(loaded, signature_name, batch, target.model_name, metrics, timeout)
+
+            rows = {len(v) for v in checked.values() if np.ndim(v)}
+            if batcher is not None and rows and min(rows) > 0:
+                with limits.track():
+                    future = batcher.submit((target.model_name, loaded.version, signature_name), run, checked,
+                                            deadline)
+                    # The batch holds the version until it has run, even if this request stops
+                    # waiting (deadline): a version retired meanwhile closes only after that.
+                    loaded.acquire()
+                    future.add_done_callback(lambda _: loaded.release())
+                    outputs = _wait(future, deadline)
+            else:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise ServingError("DEADLINE_EXCEEDED", "The request's deadline passed before it ran")
+                with limits.admit(deadline):
+                    left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+                    outputs = run(checked, left)
+        finally:
+            loaded.release()
+        if metrics is not None and "nfe" in outputs and np.size(outputs["nfe"]):
+            metrics.solver_evaluations(target.model_name, np.max(outputs["nfe"]))
+        return loaded.version, outputs
+    except ServingError as error:
+        status = error.code
+        raise
+    finally:
+        if metrics is not None:
+            metrics.request(target.model_name, status, time.monotonic() - started, entrypoint)
+
+
+def _wait(future, deadline):
+    try:
+        return future.result(timeout=None if deadline is None else max(deadline - time.monotonic(), 0.0))
+    except FutureTimeout:
+        future.cancel()  # a task not yet taken into a batch is dropped
+        raise ServingError("DEADLINE_EXCEEDED", "The request's deadline passed before its batch was answered") from None
+
+
+def _run(loaded, signature_name, inputs, model_name, metrics, timeout=None):
+    started = time.monotonic()
+    try:
+        return loaded.run(signature_name, inputs, timeout)
+    except tf.errors.DeadlineExceededError:
+        raise ServingError("DEADLINE_EXCEEDED", "The request's deadline passed while it ran") from None
+    except tf.errors.InvalidArgumentError as error:
+        raise ServingError("INVALID_ARGUMENT", _assertion_message(error)) from None
+    except tf.errors.OpError as error:
+        raise ServingError("INTERNAL", f"{type(error).__name__}: {error.message.splitlines()[0]}") from None
+    finally:
+        if metrics is not None:
+            metrics.runtime(model_name, time.monotonic() - started)
 
 
 def _assertion_message(error: tf.errors.InvalidArgumentError) -> str:

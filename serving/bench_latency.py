@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 
@@ -21,6 +20,7 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  (the graphs' text ops)
 
 from serving.client import TFServingClient
+from serving.launch import ServerProcess
 from serving.loadtest import SENTENCES
 
 
@@ -55,16 +55,10 @@ def main(argv=None) -> int:
     decode = tf.saved_model.load(os.path.join(model_dir, str(versions[-1]))).signatures["decode"]
     batches = {1: SENTENCES[:1], 32: (SENTENCES * 6)[:32]}
 
-    server = subprocess.Popen(
-        [sys.executable, "-m", "serving.server", "--model_name", args.model_name, "--model_base_path",
-         model_dir, "--port", "0", "--rest_api_port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
+    server = ServerProcess("--model_name", args.model_name, "--model_base_path", model_dir)
     try:
-        ready = server.stdout.readline().split()
-        ports = dict(item.split("=") for item in ready[1:])
-        grpc_client = TFServingClient(f"127.0.0.1:{ports['grpc']}", args.model_name)
-        rest_client = TFServingClient(f"127.0.0.1:{ports['rest']}", args.model_name, rest=True)
+        grpc_client = TFServingClient(server.grpc, args.model_name)
+        rest_client = TFServingClient(server.rest, args.model_name, rest=True)
         rows = []
         for size, sentences in batches.items():
             tensor = tf.constant(sentences)
@@ -73,8 +67,7 @@ def main(argv=None) -> int:
             over_rest = time_calls(lambda: rest_client.decode(sentences), args.requests)
             rows.append((size, local, over_grpc, over_rest))
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
     print(f"decode latency, version {versions[-1]}, {args.requests} sequential requests each, "
           f"{os.cpu_count()} CPU cores")
     print("| batch | path | p50 ms | p99 ms | p50 × in-process |")

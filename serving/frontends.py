@@ -1,8 +1,10 @@
-"""The gRPC and REST front ends of `serving.server`, over one `ModelManager` and one `Limits`.
+"""The gRPC and REST front ends of `serving.server`, over one `Models`, one `Limits`, and
+optionally a `BatchScheduler` and `ServingMetrics`.
 
-gRPC: `PredictionService` (Predict, GetModelMetadata) and `ModelService` (GetModelStatus), as
-tensorflow_model_server registers them. REST: a `ThreadingHTTPServer` handler for TF Serving's
-/v1/models routes. `Server` starts both and stops them, draining the requests in flight.
+gRPC: `PredictionService` (Predict, GetModelMetadata) and `ModelService` (GetModelStatus,
+HandleReloadConfigRequest), as tensorflow_model_server registers them. REST: a
+`ThreadingHTTPServer` handler for TF Serving's /v1/models routes and the Prometheus page.
+`Server` starts both and stops them, draining the requests in flight.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import os
 import re
 import threading
+import time
 from concurrent import futures
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,13 +29,15 @@ from google.protobuf import json_format  # noqa: E402
 from tensorflow_serving.apis import (  # noqa: E402
     get_model_metadata_pb2,
     get_model_status_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
 )
 
-from serving.model_manager import ModelManager, ServingError  # noqa: E402
-from serving.admission import Limits, predict  # noqa: E402
+from serving.admission import Limits, Target, predict  # noqa: E402
+from serving.model_manager import ModelSpec, Models, ServingError, VersionPolicy, read_config_file  # noqa: E402
+from serving.model_manager import specs_from_config  # noqa: E402
 
 log = logging.getLogger("serving.server")
 
@@ -43,27 +48,34 @@ HTTP_STATUS = {
     "RESOURCE_EXHAUSTED": HTTPStatus.TOO_MANY_REQUESTS,
     "UNIMPLEMENTED": HTTPStatus.NOT_IMPLEMENTED,
     "INTERNAL": HTTPStatus.INTERNAL_SERVER_ERROR,
+    "DEADLINE_EXCEEDED": HTTPStatus.GATEWAY_TIMEOUT,
 }
 STATE_CODES = {"START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
 
 
-def signature_def_map(manager: ModelManager, model_name: str, version: int | None):
-    loaded = manager.get(model_name, version)
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
-    for name, signature in loaded.signatures.items():
-        signature_map.signature_def[name].CopyFrom(signature)
-    return loaded.version, signature_map
+def signature_def_map(models: Models, target: Target):
+    loaded = models.get(target.model_name, target.version, target.label)
+    try:
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for name, signature in loaded.signatures.items():
+            signature_map.signature_def[name].CopyFrom(signature)
+        return loaded.version, signature_map
+    finally:
+        loaded.release()
 
 
 # -- gRPC -------------------------------------------------------------------------------------
 
 
-def _version(model_spec) -> int | None:
-    if model_spec.HasField("version"):
-        return int(model_spec.version.value)
-    if model_spec.version_label:
-        raise ServingError("INVALID_ARGUMENT", "Version labels are not supported; use a version number")
-    return None
+def _target(model_spec) -> Target:
+    version = int(model_spec.version.value) if model_spec.HasField("version") else None
+    label = model_spec.version_label or None
+    return Target(model_spec.name, version, label, model_spec.signature_name)
+
+
+def _deadline(context) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
 
 
 def _abort(context, error: ServingError):
@@ -71,9 +83,11 @@ def _abort(context, error: ServingError):
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, manager: ModelManager, limits: Limits):
-        self.manager = manager
+    def __init__(self, models: Models, limits: Limits, batcher=None, metrics=None):
+        self.models = models
         self.limits = limits
+        self.batcher = batcher
+        self.metrics = metrics
 
     def Predict(self, request, context):
         try:
@@ -83,8 +97,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                     inputs[key] = tf.make_ndarray(proto)
                 except Exception as error:
                     raise ServingError("INVALID_ARGUMENT", f"Input {key!r} is not a valid tensor: {error}")
-            version, outputs = predict(self.manager, self.limits, request.model_spec.name,
-                                       _version(request.model_spec), request.model_spec.signature_name, inputs)
+            version, outputs = predict(self.models, self.limits, _target(request.model_spec), inputs,
+                                       batcher=self.batcher, metrics=self.metrics, entrypoint="GRPC",
+                                       deadline=_deadline(context))
         except ServingError as error:
             _abort(context, error)
         response = predict_pb2.PredictResponse()
@@ -101,8 +116,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         try:
             if list(request.metadata_field) != ["signature_def"]:
                 raise ServingError("INVALID_ARGUMENT", "metadata_field must be ['signature_def']")
-            version, signature_map = signature_def_map(self.manager, request.model_spec.name,
-                                                       _version(request.model_spec))
+            version, signature_map = signature_def_map(self.models, _target(request.model_spec))
         except ServingError as error:
             _abort(context, error)
         response = get_model_metadata_pb2.GetModelMetadataResponse()
@@ -118,12 +132,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, manager: ModelManager):
-        self.manager = manager
+    def __init__(self, models: Models, reload=None):
+        self.models = models
+        self.reload = reload
 
     def GetModelStatus(self, request, context):
         try:
-            statuses = self.manager.status(request.model_spec.name, _version(request.model_spec))
+            statuses = self.models.status(request.model_spec.name, _target(request.model_spec).version)
         except ServingError as error:
             _abort(context, error)
         response = get_model_status_pb2.GetModelStatusResponse()
@@ -137,12 +152,22 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
     def HandleReloadConfigRequest(self, request, context):
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "This server serves one model from its flags")
+        """Serves exactly the models of `request.config` from now on (the stock server's
+        reload): a config it cannot serve is refused whole with INVALID_ARGUMENT."""
+        try:
+            self.reload(specs_from_config(request.config))
+        except ValueError as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        return model_management_pb2.ReloadConfigResponse()
 
 
 # -- REST -------------------------------------------------------------------------------------
 
-_PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<rest>/metadata|:predict)?$")
+_PATH = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)"
+    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+    r"(?P<rest>/metadata|:predict|:classify|:regress)?$"
+)
 
 
 def to_json(value: np.ndarray):
@@ -220,7 +245,7 @@ def row_format(outputs: dict) -> list:
     return [{key: columns[key][row] for key in columns} for row in range(sizes.pop())]
 
 
-def make_rest_handler(manager: ModelManager, limits: Limits):
+def make_rest_handler(models: Models, limits: Limits, batcher=None, metrics=None, metrics_path=None):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "tfode-serving"
@@ -228,10 +253,10 @@ def make_rest_handler(manager: ModelManager, limits: Limits):
         def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
             log.debug("%s " + format, self.address_string(), *args)
 
-        def _send(self, status, payload):
-            body = json.dumps(payload).encode("utf-8")
+        def _send(self, status, payload, content_type="application/json"):
+            body = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -239,27 +264,35 @@ def make_rest_handler(manager: ModelManager, limits: Limits):
         def _error(self, error: ServingError):
             self._send(HTTP_STATUS.get(error.code, HTTPStatus.INTERNAL_SERVER_ERROR), {"error": error.message})
 
-        def _route(self):
+        def _route(self, method: str):
             match = _PATH.match(self.path.split("?")[0])
-            if not match:
-                raise ServingError("NOT_FOUND", f"No such resource: {self.path}")
+            if not match or (method == "GET") != (match["rest"] in (None, "/metadata")):
+                raise ServingError("INVALID_ARGUMENT", f"Malformed request: {method} {self.path}")
             version = int(match["version"]) if match["version"] else None
-            return match["name"], version, match["rest"] or ""
+            return Target(match["name"], version, match["label"]), match["rest"] or ""
 
         def do_GET(self):  # noqa: N802 - the stdlib's name
             try:
-                name, version, rest = self._route()
-                if rest == ":predict":
-                    raise ServingError("INVALID_ARGUMENT", "Use POST for :predict")
+                if metrics_path is not None and self.path.split("?")[0] == metrics_path:
+                    from serving.metrics import CONTENT_TYPE
+
+                    self._send(HTTPStatus.OK, metrics.page(), CONTENT_TYPE)
+                    return
+                target, rest = self._route("GET")
                 if rest == "/metadata":
-                    served, signature_map = signature_def_map(manager, name, version)
+                    served, signature_map = signature_def_map(models, target)
                     metadata = json_format.MessageToDict(signature_map, preserving_proto_field_name=True)
                     self._send(HTTPStatus.OK, {
-                        "model_spec": {"name": name, "signature_name": "", "version": str(served)},
+                        "model_spec": {"name": target.model_name, "signature_name": "", "version": str(served)},
                         "metadata": {"signature_def": metadata},
                     })
                     return
-                statuses = manager.status(name, version)
+                version = target.version
+                if target.label:
+                    loaded = models.get(target.model_name, label=target.label)
+                    version = loaded.version
+                    loaded.release()
+                statuses = models.status(target.model_name, version)
                 self._send(HTTPStatus.OK, {"model_version_status": [
                     {"version": str(s.version), "state": s.state,
                      "status": {"error_code": "UNKNOWN" if s.error else "OK", "error_message": s.error}}
@@ -270,9 +303,9 @@ def make_rest_handler(manager: ModelManager, limits: Limits):
 
         def do_POST(self):  # noqa: N802 - the stdlib's name
             try:
-                name, version, rest = self._route()
+                target, rest = self._route("POST")
                 if rest != ":predict":
-                    raise ServingError("NOT_FOUND", f"POST goes to :predict, not {self.path}")
+                    raise ServingError("UNIMPLEMENTED", f"{rest[1:]} is not served: these models have Predict signatures only")
                 length = int(self.headers.get("Content-Length") or 0)
                 if length <= 0:
                     raise ServingError("INVALID_ARGUMENT", "The request has no body")
@@ -288,13 +321,22 @@ def make_rest_handler(manager: ModelManager, limits: Limits):
                     body = json.loads(self.rfile.read(length))
                 except (UnicodeDecodeError, json.JSONDecodeError) as error:
                     raise ServingError("INVALID_ARGUMENT", f"The body is not valid JSON: {error}")
-                signature_name = body.get("signature_name", "serving_default") if isinstance(body, dict) else ""
-                loaded = manager.get(name, version)
-                if signature_name not in loaded.signatures:
-                    raise ServingError("INVALID_ARGUMENT",
-                                       f"Serving signature name: {signature_name!r} not found in signature def")
-                inputs, rows = rest_inputs(body, loaded.signatures[signature_name])
-                _, outputs = predict(manager, limits, name, version, signature_name, inputs)
+                if not isinstance(body, dict):
+                    raise ServingError("INVALID_ARGUMENT", "The body must be a JSON object")
+                signature_name = body.get("signature_name") or "serving_default"
+                if not isinstance(signature_name, str):
+                    raise ServingError("INVALID_ARGUMENT", "signature_name must be a string")
+                target = target._replace(signature_name=signature_name)
+                loaded = models.get(target.model_name, target.version, target.label)
+                try:
+                    if signature_name not in loaded.signatures:
+                        raise ServingError("INVALID_ARGUMENT",
+                                           f"Serving signature name: {signature_name!r} not found in signature def")
+                    inputs, rows = rest_inputs(body, loaded.signatures[signature_name])
+                finally:
+                    loaded.release()
+                _, outputs = predict(models, limits, target, inputs, batcher=batcher, metrics=metrics,
+                                     entrypoint="REST")
                 if rows:
                     self._send(HTTPStatus.OK, {"predictions": row_format(outputs)})
                 else:
@@ -311,50 +353,129 @@ def make_rest_handler(manager: ModelManager, limits: Limits):
 
 
 class Server:
-    """Both front ends over one `ModelManager`; `start()`, then `stop()` (graceful)."""
+    """Both front ends over one `Models`; `start()`, then `stop()` (graceful).
+
+    `args` are `serving.server`'s flags; a bad config file raises ValueError before anything
+    listens."""
 
     def __init__(self, args):
+        from serving.batching import BatchingParameters, BatchScheduler
+        from serving.metrics import ServingMetrics, monitoring_path
+
         self.args = args
-        self.limits = Limits(args.max_batch_size, args.max_request_bytes, args.max_concurrent,
-                             args.max_queued)
-        self.manager = ModelManager(args.model_name, args.model_base_path, args.max_versions,
-                                    args.session_threads)
-        message_bytes = args.max_request_bytes
+        self.config_file = args.model_config_file
+        if self.config_file:
+            for flag, given in (("--model_base_path", args.model_base_path), ("--max_versions", args.max_versions)):
+                if given is not None:
+                    raise ValueError(f"{flag} does not apply with --model_config_file (the file names the models)")
+            specs = read_config_file(self.config_file)
+        elif args.model_base_path:
+            if args.model_config_file_poll_wait_seconds:
+                raise ValueError("--model_config_file_poll_wait_seconds applies only with --model_config_file")
+            versions = 1 if args.max_versions is None else args.max_versions
+            if versions < 1:
+                raise ValueError(f"--max_versions must be at least 1, got {versions}")
+            specs = [ModelSpec(args.model_name, args.model_base_path, VersionPolicy("latest", versions))]
+        else:
+            raise ValueError("give --model_base_path (one model) or --model_config_file")
+        if args.batching_parameters_file and not args.enable_batching:
+            raise ValueError("--batching_parameters_file applies only with --enable_batching")
+        parameters = None
+        if args.enable_batching:
+            parameters = (BatchingParameters.from_file(args.batching_parameters_file)
+                          if args.batching_parameters_file else BatchingParameters())
+        self.metrics_path = monitoring_path(args.monitoring_config_file)
+        if self.metrics_path and args.rest_api_port == 0:
+            raise ValueError("--monitoring_config_file serves metrics on the REST port: give --rest_api_port")
+        self.metrics = ServingMetrics(parameters.thread_pool_name if parameters else "") if self.metrics_path else None
+        self.limits = Limits(args.max_batch_size, args.max_request_bytes, args.max_concurrent, args.max_queued)
+        self.models = Models(specs, args.session_threads, self.metrics.load if self.metrics else None)
+        self.models.check_labels(specs)
+        self._config_mtime = _file_mtime(self.config_file)
+        self._stop = threading.Event()
+        self.batcher = (BatchScheduler(parameters, self.metrics.batch if self.metrics else None)
+                        if parameters else None)
+        # Requests wait in gRPC's worker threads (for a slot, or for their batch): enough workers
+        # for every request that may wait, and `maximum_concurrent_rpcs` sheds any more at once
+        # with RESOURCE_EXHAUSTED instead of letting them queue unseen.
+        waiting = args.max_concurrent + args.max_queued
+        if parameters:
+            waiting = max(waiting, min(parameters.max_enqueued_batches * parameters.execution_batch_size, 512))
         self.grpc_server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=args.max_concurrent + args.max_queued + 4),
-            options=[("grpc.max_receive_message_length", message_bytes),
+            futures.ThreadPoolExecutor(max_workers=waiting + 4),
+            options=[("grpc.max_receive_message_length", args.max_request_bytes),
                      ("grpc.max_send_message_length", 64 << 20)],
+            maximum_concurrent_rpcs=waiting + 4,
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.manager, self.limits), self.grpc_server)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.manager), self.grpc_server)
+            PredictionService(self.models, self.limits, self.batcher, self.metrics), self.grpc_server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelService(self.models, self.reload), self.grpc_server)
         self.grpc_port = self.grpc_server.add_insecure_port(f"{args.host}:{args.port}")
         if not self.grpc_port:
             raise OSError(f"Cannot listen for gRPC on {args.host}:{args.port}")
         self.http_server = None
-        if args.rest_api_port >= 0:
-            self.http_server = ThreadingHTTPServer((args.host, args.rest_api_port),
-                                                   make_rest_handler(self.manager, self.limits))
-            self.http_server.daemon_threads = True
+        if args.rest_api_port > 0:  # 0 turns REST off, as in the stock server
+            self.http_server = _HTTPServer(
+                (args.host, args.rest_api_port),
+                make_rest_handler(self.models, self.limits, self.batcher, self.metrics, self.metrics_path))
+
+    def reload(self, specs) -> None:
+        """Serves exactly `specs` (HandleReloadConfigRequest, or a changed config file)."""
+        self.models.check_labels(specs)
+        self.models.configure(specs)
+        self.models.poll()
+
+    def _watch_config(self, seconds: float) -> None:
+        while not self._stop.wait(seconds):
+            mtime = _file_mtime(self.config_file)
+            if mtime == self._config_mtime:
+                continue
+            self._config_mtime = mtime
+            try:
+                self.reload(read_config_file(self.config_file))
+                log.info("reloaded the model config file %s", self.config_file)
+            except ValueError as error:  # keep serving the previous config
+                log.warning("the model config file was not reloaded: %s", error)
 
     def start(self):
-        self.manager.start(self.args.file_system_poll_wait_seconds)
+        self.models.start(self.args.file_system_poll_wait_seconds)
+        if self.config_file and self.args.model_config_file_poll_wait_seconds > 0:
+            threading.Thread(target=self._watch_config, args=(self.args.model_config_file_poll_wait_seconds,),
+                             daemon=True).start()
         self.grpc_server.start()
         if self.http_server:
             threading.Thread(target=self.http_server.serve_forever, daemon=True).start()
-        log.info("serving %s from %s: gRPC %s:%d, REST %s", self.args.model_name, self.args.model_base_path,
-                 self.args.host, self.grpc_port,
-                 f"{self.args.host}:{self.http_server.server_address[1]}" if self.http_server else "off")
         rest_port = self.http_server.server_address[1] if self.http_server else 0
+        log.info("serving %s: gRPC %s:%d, REST %s, batching %s", ", ".join(self.models.names()), self.args.host,
+                 self.grpc_port, f"{self.args.host}:{rest_port}" if self.http_server else "off",
+                 "on" if self.batcher else "off")
         print(f"ready grpc={self.grpc_port} rest={rest_port}", flush=True)
 
     def stop(self):
         log.info("stopping: draining requests in flight")
+        self._stop.set()
         stopped = self.grpc_server.stop(grace=self.args.drain_seconds)
         if self.http_server:
             self.http_server.shutdown()
             self.http_server.server_close()
         self.limits.drain(self.args.drain_seconds)
         stopped.wait(self.args.drain_seconds)
-        self.manager.stop()
+        if self.batcher:
+            self.batcher.stop(self.args.drain_seconds)
+        self.models.stop()
         log.info("stopped")
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    # The stdlib's listen backlog is 5: a burst of new connections beyond it waits for TCP's
+    # one-second SYN retry. Clients that open a connection per request need a deeper one.
+    request_queue_size = 512
+    daemon_threads = True
+
+
+def _file_mtime(path):
+    try:
+        return os.path.getmtime(path) if path else None
+    except OSError:
+        return None

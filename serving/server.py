@@ -1,17 +1,23 @@
 """A model server that speaks TF Serving's API, for development, tests and small deployments.
 
     python -m serving.server --model_name NAME --model_base_path BASE/NAME \\
-        --port 8500 --rest_api_port 8501
+        --port 8500 --rest_api_port 8501 [--enable_batching [--batching_parameters_file F]] \\
+        [--monitoring_config_file M]
+    python -m serving.server --model_config_file models.config --port 8500 --rest_api_port 8501
 
-gRPC: tensorflow.serving.PredictionService (Predict, GetModelMetadata) and
-ModelService.GetModelStatus. REST: GET /v1/models/NAME[/versions/N][/metadata] and
-POST /v1/models/NAME[/versions/N]:predict with the "instances" (row) or "inputs" (columnar) JSON.
-Clients written against it work unchanged against the stock `tensorflow/serving` image.
+gRPC: tensorflow.serving.PredictionService (Predict, GetModelMetadata) and ModelService
+(GetModelStatus, HandleReloadConfigRequest). REST: GET /v1/models/NAME[/versions/N |
+/labels/L][/metadata] and POST …:predict with the "instances" (row) or "inputs" (columnar)
+JSON; with --monitoring_config_file, GET /monitoring/prometheus/metrics. Clients written against
+it work unchanged against the stock `tensorflow/serving` image; its flags are the stock ones
+where the stock server has them (docs/serving.md lists the differences).
 
-It listens on 127.0.0.1 unless `--host` says otherwise. Requests are queued, not batched: up to
-`--max_concurrent` run at once, `--max_queued` more wait, the rest are shed with
-RESOURCE_EXHAUSTED (HTTP 429). SIGTERM or SIGINT stops taking requests, lets the running ones
-finish (up to `--drain_seconds`) and exits 0.
+It listens on 127.0.0.1 unless `--host` says otherwise. Without batching, up to
+`--max_concurrent` requests run at once, `--max_queued` more wait, the rest are shed with
+RESOURCE_EXHAUSTED (HTTP 429); with `--enable_batching`, concurrent requests are joined into
+server-side batches (serving/batching.py) and a full batch queue sheds with UNAVAILABLE (503).
+SIGTERM or SIGINT stops taking requests, lets the running ones finish (up to `--drain_seconds`)
+and exits 0.
 """
 
 from __future__ import annotations
@@ -29,22 +35,39 @@ import threading
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """The module's docstring as written, and each flag's default."""
 
+def _boolean(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m serving.server", description=__doc__,
                                      formatter_class=HelpFormatter)
     add = parser.add_argument
-    add("--model_name", required=True, help="the name clients put in model_spec")
-    add("--model_base_path", required=True, help="folder of integer version folders")
+    add("--model_name", default="default", help="the name clients put in model_spec (with --model_base_path)")
+    add("--model_base_path", help="folder of integer version folders (one model)")
+    add("--model_config_file", help="ModelServerConfig text proto: several models, version policies and labels")
+    add("--model_config_file_poll_wait_seconds", type=float, default=0.0,
+        help="how often to reread --model_config_file (0: never)")
     add("--port", type=int, default=8500, help="gRPC port (0: any free port)")
-    add("--rest_api_port", type=int, default=8501, help="REST port (0: any free port, -1: no REST)")
+    add("--rest_api_port", type=int, default=0, help="REST port (0: no REST, as in the stock server)")
     add("--host", default="127.0.0.1",
         help="address to listen on; loopback by default, pass 0.0.0.0 deliberately to listen elsewhere")
-    add("--file_system_poll_wait_seconds", type=float, default=1.0, help="how often to look for versions")
-    add("--max_versions", type=int, default=2, help="how many newest versions stay loaded")
+    add("--file_system_poll_wait_seconds", type=float, default=1.0,
+        help="how often to look for versions (0: once at start; negative: never)")
+    add("--enable_batching", nargs="?", const=True, default=False, type=_boolean, metavar="BOOL",
+        help="join concurrent requests into server-side batches (--enable_batching or --enable_batching=true)")
+    add("--batching_parameters_file", help="BatchingParameters text proto (with --enable_batching)")
+    add("--monitoring_config_file", help="MonitoringConfig text proto enabling Prometheus metrics on the REST port")
+    add("--max_versions", type=int, default=None,
+        help="with --model_base_path: how many newest versions are served (latest { num_versions }; 1)")
     add("--max_batch_size", type=int, default=256, help="most rows in one request")
     add("--max_request_bytes", type=int, default=4 << 20, help="largest request")
-    add("--max_concurrent", type=int, default=2, help="requests run at once")
-    add("--max_queued", type=int, default=32, help="requests waiting beyond those; more are shed")
+    add("--max_concurrent", type=int, default=2, help="unbatched requests run at once")
+    add("--max_queued", type=int, default=32, help="unbatched requests waiting beyond those; more are shed")
     add("--session_threads", type=int, default=0, help="TensorFlow threads per session (0: default)")
     add("--drain_seconds", type=float, default=10.0, help="grace period on SIGTERM")
     return parser
@@ -57,7 +80,7 @@ def main(argv=None) -> int:
 
     try:
         server = Server(args)
-    except (OSError, RuntimeError) as error:
+    except (OSError, RuntimeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     done = threading.Event()

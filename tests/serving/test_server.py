@@ -44,18 +44,19 @@ def test_every_signature_matches_in_process_results(client, in_process, sentence
     expected = in_process.signatures["encode"](sentences=tf.constant(sentences.astype(str)))
     np.testing.assert_allclose(encoded["latent"], expected["latent"].numpy(), atol=1e-5)
 
-    path = client.interpolate(["i like your style ."], ["the pain was unbearable ."], num_steps=5, mode="slerp")
+    path = client.interpolate(["i like your style ."], ["the pain was unbearable ."], steps=5, mode="slerp")
     expected = in_process.signatures["interpolate"](
-        sentence_a=tf.constant(["i like your style ."]), sentence_b=tf.constant(["the pain was unbearable ."]),
-        num_steps=tf.constant(5), mode=tf.constant("slerp"))
-    assert path["sentences"].tolist() == expected["sentences"].numpy().tolist()
+        sentence_a=tf.constant(["i like your style ."] * 5), sentence_b=tf.constant(["the pain was unbearable ."] * 5),
+        alpha=tf.constant(np.linspace(0, 1, 5, dtype=np.float32)), mode=tf.constant(["slerp"] * 5))
+    assert path["sentences"].shape == (1, 5)
+    assert path["sentences"][0].tolist() == expected["sentence"].numpy().tolist()
     assert path["sentences"][0, 0] == b"i like your style ."
     assert path["sentences"][0, -1] == b"the pain was unbearable ."
 
     trajectory = client.trajectory(["he has a red car ."], [0.5, 1.0, 3.25])
-    expected = in_process.signatures["trajectory"](sentences=tf.constant(["he has a red car ."]),
-                                                   times=tf.constant([0.5, 1.0, 3.25]))
-    np.testing.assert_allclose(trajectory["states"], expected["states"].numpy(), atol=1e-5)
+    expected = in_process.signatures["trajectory"](sentences=tf.constant(["he has a red car ."] * 3),
+                                                   time=tf.constant([0.5, 1.0, 3.25]))
+    np.testing.assert_allclose(trajectory["state"][0], expected["state"].numpy(), atol=1e-5)
     assert trajectory["top_k_tokens"][0, 1, 0] == b"he"
 
 
@@ -63,8 +64,8 @@ def test_status_and_metadata(client):
     assert client.status() == [{"version": "1", "state": "AVAILABLE", "status": client.status()[0]["status"]}]
     metadata = client.metadata()
     assert {"decode", "encode", "interpolate", "trajectory", "serving_default"} <= set(metadata)
-    assert metadata["interpolate"]["inputs"]["num_steps"] == ("DT_INT32", [])
-    assert metadata["trajectory"]["inputs"]["times"] == ("DT_FLOAT", [-1])
+    assert metadata["interpolate"]["inputs"]["alpha"] == ("DT_FLOAT", [-1])
+    assert metadata["trajectory"]["inputs"]["time"] == ("DT_FLOAT", [-1])
 
 
 BAD_REQUESTS = [
@@ -77,8 +78,11 @@ BAD_REQUESTS = [
     ("decode", {"sentences": np.array(["   "], dtype=object)}, "INVALID_ARGUMENT", "sentence is empty"),
     ("nonexistent", {"sentences": np.array(["a ."], dtype=object)}, "INVALID_ARGUMENT", "not found"),
     ("interpolate", {"sentence_a": np.array(["a ."], dtype=object), "sentence_b": np.array(["b ."], dtype=object),
-                     "num_steps": np.int32(0), "mode": np.array("linear", dtype=object)}, "INVALID_ARGUMENT", "at least 2"),
-    ("trajectory", {"sentences": np.array(["a ."], dtype=object), "times": np.array([np.inf], np.float32)},
+                     "alpha": np.float32([2.0]), "mode": np.array(["linear"], dtype=object)},
+     "INVALID_ARGUMENT", "between 0 and 1"),
+    ("interpolate", {"sentence_a": np.array(["a ."], dtype=object), "sentence_b": np.array(["b ."], dtype=object),
+                     "alpha": np.float32(0.5), "mode": np.array("linear", dtype=object)}, "INVALID_ARGUMENT", "shape"),
+    ("trajectory", {"sentences": np.array(["a ."], dtype=object), "time": np.array([np.inf], np.float32)},
      "INVALID_ARGUMENT", "finite"),
 ]
 
@@ -123,7 +127,7 @@ def test_versions_appear_fail_and_disappear_while_serving(export_base, trained, 
 
     base = tmp_path / "exports"
     shutil.copytree(export_base / MODEL_NAME / "1", base / MODEL_NAME / "1")
-    server = ServerProcess(base)
+    server = ServerProcess(base, "--max_versions", "2")
     try:
         client = TFServingClient(server.grpc, MODEL_NAME)
         assert client.status()[0]["version"] == "1"
