@@ -389,7 +389,8 @@ class Server:
             raise ValueError("--monitoring_config_file serves metrics on the REST port: give --rest_api_port")
         self.metrics = ServingMetrics(parameters.thread_pool_name if parameters else "") if self.metrics_path else None
         self.limits = Limits(args.max_batch_size, args.max_request_bytes, args.max_concurrent, args.max_queued)
-        self.models = Models(specs, args.session_threads, self.metrics.load if self.metrics else None)
+        self.models = Models(specs, args.session_threads, self.metrics.load if self.metrics else None,
+                             args.enable_model_warmup)
         self.models.check_labels(specs)
         self._config_mtime = _file_mtime(self.config_file)
         self._stop = threading.Event()

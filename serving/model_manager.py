@@ -178,16 +178,18 @@ class ModelManager:
       labels: `{label: version}` (`version_labels` of the model's config).
       threads: per-session intra/inter-op threads (0: TensorFlow's default).
       on_load: optional `on_load(path, ok, seconds)` called after every load attempt.
+      warm_up: replay each version's warm-up requests before serving it.
     """
 
     def __init__(self, name: str, base_path: str, policy: VersionPolicy = VersionPolicy(),
-                 labels: dict | None = None, threads: int = 0, on_load=None):
+                 labels: dict | None = None, threads: int = 0, on_load=None, warm_up: bool = True):
         self.name = name
         self.base_path = base_path
         self.policy = policy
         self.labels = dict(labels or {})
         self.threads = threads
         self.on_load = on_load
+        self.warm_up = warm_up
         self._loaded: dict[int, LoadedVersion] = {}
         self._failed: dict[int, tuple[float, str]] = {}  # version → (folder mtime, error)
         self._lock = threading.Lock()
@@ -231,7 +233,7 @@ class ModelManager:
         loaded, start = None, time.monotonic()
         try:
             loaded = LoadedVersion(path, version, self.threads)
-            warmed = loaded.warm_up()
+            warmed = loaded.warm_up() if self.warm_up else 0
         except Exception as error:  # any failure leaves the previous versions serving
             message = f"{type(error).__name__}: {error}".splitlines()[0][:500]
             log.warning("%s version %d failed to load: %s", self.name, version, message)
@@ -334,12 +336,13 @@ class Models:
     Args:
       specs: `ModelSpec`s.
       threads: per-session threads.
-      on_load: passed to every `ModelManager`.
+      on_load, warm_up: passed to every `ModelManager`.
     """
 
-    def __init__(self, specs: list[ModelSpec], threads: int = 0, on_load=None):
+    def __init__(self, specs: list[ModelSpec], threads: int = 0, on_load=None, warm_up: bool = True):
         self.threads = threads
         self.on_load = on_load
+        self.warm_up = warm_up
         self._managers: dict[str, ModelManager] = {}
         self._lock = threading.Lock()
         self._polling = threading.Lock()  # one look at the disk at a time (watcher, reloads, stop)
@@ -359,7 +362,7 @@ class Models:
                 manager = self._managers.get(spec.name)
                 if manager is None or manager.base_path != spec.base_path:
                     manager = ModelManager(spec.name, spec.base_path, spec.policy, spec.labels, self.threads,
-                                           self.on_load)
+                                           self.on_load, self.warm_up)
                 manager.policy = spec.policy
                 manager.labels = dict(spec.labels)
                 managers[spec.name] = manager

@@ -61,6 +61,8 @@ def build_parser():
     add("--enable_batching", nargs="?", const=True, default=False, type=_boolean, metavar="BOOL",
         help="join concurrent requests into server-side batches (--enable_batching or --enable_batching=true)")
     add("--batching_parameters_file", help="BatchingParameters text proto (with --enable_batching)")
+    add("--enable_model_warmup", nargs="?", const=True, default=True, type=_boolean, metavar="BOOL",
+        help="replay each version's assets.extra/tf_serving_warmup_requests before serving it")
     add("--monitoring_config_file", help="MonitoringConfig text proto enabling Prometheus metrics on the REST port")
     add("--max_versions", type=int, default=None,
         help="with --model_base_path: how many newest versions are served (latest { num_versions }; 1)")

@@ -134,7 +134,9 @@ FLAGS = {
     "deterministic": Flag("bit-identical runs for a seed on CPU: op determinism, one thread, no "
                           "oneDNN custom ops (several times slower per step)", bool),
     "mixed_precision": Flag("mixed_float16 for the encoder and GRUs (the ODE stays float32); for GPUs", bool),
-    "distribute": Flag("tf.distribute strategy", str, ("none", "mirrored")),
+    "distribute": Flag("tf.distribute strategy: mirrored (this machine's devices) or multiworker "
+                       "(MultiWorkerMirroredStrategy over the cluster in TF_CONFIG); --batch-size is per "
+                       "replica", str, ("none", "mirrored", "multiworker")),
     "logical_cpus": Flag("split the CPU into N logical devices (to try 'mirrored' on a CPU)", int,
                          applies=_mirrored),
 }

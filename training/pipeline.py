@@ -76,3 +76,12 @@ def make_dataset(
     )
     dataset = dataset.map(lambda tokens: (tokens, append_eos(tokens)), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Marks `dataset` to be shared among workers by its elements (every worker reads the same
+    batches and keeps every n-th), as `AutoShardPolicy.DATA` does; the default policy would try
+    files first, and these datasets are built from memory."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)

@@ -6,6 +6,10 @@
 The configuration is the defaults, then `--preset`, then the flags; it is written to
 DIR/config.json. Running the same command again on an unfinished DIR resumes it (BackupAndRestore
 keeps the state mid-epoch); a finished DIR is refused unless --overwrite.
+
+`--distribute multiworker` trains on the cluster in TF_CONFIG (training/cluster.py): run the same
+command on every worker; the chief writes DIR, the others write only to their own temporary
+folders. `--batch-size` is per replica: a step's global batch is it times the replicas.
 """
 
 from __future__ import annotations
@@ -95,6 +99,11 @@ def configure_devices(config: dict) -> None:
 def make_strategy(config: dict):
     import tensorflow as tf
 
+    if config["distribute"] == "multiworker":
+        from training import cluster
+
+        cluster.patch_keras_for_multiworker()
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if config["distribute"] == "mirrored":
         devices = [device.name for device in tf.config.list_logical_devices("GPU")] or [
             device.name for device in tf.config.list_logical_devices("CPU")
@@ -125,11 +134,13 @@ def learning_rate_schedule(config: dict, steps_per_epoch: int):
     )
 
 
-def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=()) -> dict:
+def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), strategy=None) -> dict:
     """Runs the whole job; returns a summary dict. Assumes `prepare_run_dir` was called.
-    `extra_callbacks` (Keras callbacks) run after the job's own."""
+    `extra_callbacks` (Keras callbacks) run after the job's own; `strategy` defaults to
+    `make_strategy(config)` (a multi-worker strategy must be made before TensorFlow runs
+    anything, so `main` makes it first)."""
     configure_devices(config)
-    strategy = make_strategy(config)
+    strategy = strategy or make_strategy(config)
     import keras
 
     import tfode
@@ -160,11 +171,21 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=()) -> d
         f"{train_ids.truncated + validation_ids.truncated} sentences cut to {config['max_length']} tokens",
         flush=True,
     )
-    batch = config["batch_size"]
+    batch = config["batch_size"] * strategy.num_replicas_in_sync  # the global batch
     train_data = pipeline.make_dataset(
         train_ids.ids, batch, shuffle=True, seed=config["seed"], max_length=config["max_length"]
     )
     validation_data = pipeline.make_dataset(validation_ids.ids, batch, max_length=config["max_length"])
+    steps_per_epoch = max(1, len(splits.train) // batch)
+    fit_steps = {}
+    if config["distribute"] == "multiworker":
+        # Every worker must run the same number of steps (a worker that ran out of data first
+        # would leave the others waiting in a collective): repeat, and count steps. Workers share
+        # by batches (AutoShardPolicy.DATA): each takes every n-th of the same shuffled batches.
+        train_data = pipeline.shard_by_data(train_data.repeat())
+        validation_data = pipeline.shard_by_data(validation_data.repeat())
+        fit_steps = dict(steps_per_epoch=steps_per_epoch,
+                         validation_steps=max(1, len(splits.validation) // batch))
 
     with strategy.scope():
         model = builder.build_model(config, text.vocabulary_size)
@@ -175,7 +196,6 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=()) -> d
         )
     budget = callbacks.TimeBudget(config["time_budget"]) if config["time_budget"] else None
     divergence = callbacks.StopOnDivergence(max_nfe=config["max_nfe"])
-    steps_per_epoch = max(1, len(splits.train) // batch)
     callback_list = [
         keras.callbacks.BackupAndRestore(
             os.path.join(run_dir, "backup"), save_freq=max(1, steps_per_epoch // 4), double_checkpoint=True
@@ -210,6 +230,7 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=()) -> d
         callbacks=callback_list,
         shuffle=False,  # the dataset shuffles itself
         verbose=verbose,
+        **fit_steps,
     )
     seconds = time.monotonic() - started
     if divergence.reason:
@@ -227,6 +248,8 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=()) -> d
         "steps": steps,
         "step_ms": round(1000 * seconds / max(steps, 1), 1),
         "parameters": int(model.count_params()),
+        "replicas": int(strategy.num_replicas_in_sync),
+        "weights_sha1": weights_digest(model),
         "seconds": round(seconds, 1),
         "time_budget_exhausted": bool(budget and budget.exhausted),
         "final": {key: float(values[-1]) for key, values in history.history.items() if values},
@@ -235,22 +258,46 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=()) -> d
     return summary
 
 
+def weights_digest(model) -> str:
+    """SHA-1 of every weight's bytes, in order: equal on workers that hold the same model."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for weight in model.get_weights():
+        digest.update(weight.tobytes())
+    return digest.hexdigest()
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = resolve_config(args)
+        run_dir, task = args.run_dir, None
+        if config["distribute"] == "multiworker":
+            from training import cluster
+
+            task = cluster.current_task()
+            run_dir = cluster.output_dir(args.run_dir, task)
         configure_devices(config)
+        strategy = make_strategy(config) if task is not None else None
         builder.check_objects(config)
-        prepare_run_dir(args.run_dir, config, args.overwrite)
-        summary = train(config, args.run_dir, verbose=2 if args.quiet or not sys.stdout.isatty() else 1)
+        prepare_run_dir(run_dir, config, args.overwrite)
+        summary = train(config, run_dir, verbose=2 if args.quiet or not sys.stdout.isatty() else 1,
+                        strategy=strategy)
     except (ValueError, OSError) as error:  # DataError and RunError are ValueErrors
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if run_dir != args.run_dir:  # a worker other than the chief: its folder has served
+        shutil.rmtree(run_dir, ignore_errors=True)
+        print(f"{task.type} {task.index}: {summary['steps']} steps, weights sha1 {summary['weights_sha1']}")
+        return 0
     final = summary["final"]
     accuracy = final.get("val_token_accuracy")
     print(f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.0f} s"
           + (f"; validation token accuracy {100 * accuracy:.1f} % (teacher-forced)" if accuracy is not None else "")
           + f" → {os.path.join(args.run_dir, MODEL_FILE)}")
+    if task is not None:
+        print(f"{task.type} {task.index}: {summary['steps']} steps, weights sha1 {summary['weights_sha1']}")
     return 0
 
 

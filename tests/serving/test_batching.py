@@ -254,3 +254,14 @@ def available_versions(client):
         return sorted(int(s["version"]) for s in client.status() if s["state"] == "AVAILABLE")
     except ServingClientError:
         return []
+
+
+def test_the_shipped_config_files_parse_as_the_stock_server_reads_them():
+    from serving.metrics import monitoring_path
+    from serving.model_manager import read_config_file
+
+    serving = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "serving")
+    parameters = BatchingParameters.from_file(os.path.join(serving, "batching.config"))
+    assert parameters.max_batch_size >= 1 and parameters.num_batch_threads >= 1
+    assert monitoring_path(os.path.join(serving, "monitoring.config")) == "/monitoring/prometheus/metrics"
+    assert [spec.name for spec in read_config_file(os.path.join(serving, "models.config"))] == ["tfode"]

@@ -1,0 +1,110 @@
+"""`--distribute multiworker`: two worker processes on 127.0.0.1 train one model.
+
+Each worker is `python -m training.train` with its own TF_CONFIG, as on two machines."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from serving.launch import free_port
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def start_workers(run_dir, ports, *flags, epochs=2):
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    processes = []
+    for index in range(len(ports)):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "training.train", "--preset", "tiny", "--data", "synthetic",
+             "--decoder", "gru", "--synthetic-size", "600", "--batch-size", "16", "--epochs", str(epochs),
+             "--distribute", "multiworker", "--run-dir", str(run_dir), "--quiet", *flags],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    return processes
+
+
+def finish(processes, timeout=300):
+    outputs = []
+    for process in processes:
+        try:
+            outputs.append(process.communicate(timeout=timeout)[0])
+        except subprocess.TimeoutExpired:
+            for other in processes:
+                other.kill()
+            raise
+    return outputs
+
+
+def digest(output):
+    lines = [line for line in output.splitlines() if "weights sha1" in line]
+    assert lines, output[-3000:]
+    return lines[-1].rsplit(" ", 1)[1]
+
+
+@pytest.mark.slow
+def test_two_workers_end_with_identical_weights_and_only_the_chief_writes(tmp_path):
+    run_dir = tmp_path / "run"
+    processes = start_workers(run_dir, [free_port(), free_port()])
+    outputs = finish(processes)
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-3000:]
+    assert digest(outputs[0]) == digest(outputs[1])
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    assert summary["replicas"] == 2 and summary["weights_sha1"] == digest(outputs[0])
+    assert (run_dir / "model.keras").exists() and (run_dir / "logs").is_dir()
+    # Worker 1 wrote nothing to the run directory, and its own folder is gone.
+    assert "worker 1:" in outputs[1] and not any("worker-1" in name for name in os.listdir(run_dir))
+    assert not [line for line in outputs[1].splitlines() if str(run_dir) in line]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_resumed_from_the_backup(tmp_path):
+    run_dir = tmp_path / "run"
+    ports = [free_port(), free_port()]
+    processes = start_workers(run_dir, ports, epochs=3)
+    history = run_dir / "history.csv"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (history.exists() and len(history.read_text().splitlines()) >= 2):
+        time.sleep(0.2)
+    assert history.exists(), "the first epoch did not finish"
+    processes[1].send_signal(signal.SIGKILL)  # a worker dies after epoch 1
+    processes[0].kill()  # its peer waits in a collective: the cluster is restarted
+    finish(processes)
+    epochs_before = len(history.read_text().splitlines()) - 1
+    processes = start_workers(run_dir, ports, epochs=3)
+    outputs = finish(processes)
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-3000:]
+    assert digest(outputs[0]) == digest(outputs[1])
+    rows = history.read_text().splitlines()[1:]
+    epochs = [int(row.split(",")[0]) for row in rows]
+    # The restarted run went on from the backup: it did not start again at epoch 0.
+    assert epochs_before >= 1 and epochs[-1] == 2 and epochs.count(0) == 1, rows
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    (None, "TF_CONFIG, which is not set"),
+    ("{not json", "TF_CONFIG is malformed"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}', "not in its cluster"),
+    ('{"cluster": {"ps": ["127.0.0.1:1"]}, "task": {"type": "ps", "index": 0}}', "does not train"),
+])
+def test_a_missing_or_malformed_cluster_is_refused_before_anything_is_written(
+        tmp_path, monkeypatch, capsys, tf_config, message):
+    from training import train
+
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    run_dir = tmp_path / "run"
+    code = train.main(["--preset", "tiny", "--data", "synthetic", "--distribute", "multiworker",
+                       "--run-dir", str(run_dir)])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not run_dir.exists()
