@@ -68,6 +68,12 @@ def build_vocabulary(
             batch = []
     if batch:
         count(batch)
+    return rank_vocabulary(counts, max_size, min_count)
+
+
+def rank_vocabulary(counts, max_size: int | None = None, min_count: int = 1) -> list[str]:
+    """Reserved tokens, then the tokens of `counts` (`{token: count}`) seen at least `min_count`
+    times, most frequent first (ties alphabetical), at most `max_size` entries in all."""
     ranked = sorted(
         (token for token, seen in counts.items() if seen >= min_count and token not in RESERVED_TOKENS),
         key=lambda token: (-counts[token], token),
@@ -133,6 +139,12 @@ class TextProcessor(tf.Module):
         """Builds the vocabulary of `sentences`, writes it into `directory`, returns the processor."""
         vocabulary = build_vocabulary(sentences, max_size=max_size, min_count=min_count)
         write_vocabulary(vocabulary, directory, max_length)
+        return cls.load(directory)
+
+    @classmethod
+    def from_counts(cls, counts, directory, max_length=20, max_size=None, min_count=1):
+        """Like `from_sentences`, from token counts (`{token: count}`, e.g. a streamed pass)."""
+        write_vocabulary(rank_vocabulary(counts, max_size=max_size, min_count=min_count), directory, max_length)
         return cls.load(directory)
 
     @classmethod

@@ -82,7 +82,7 @@ FLAGS = {
                  "or a file: an Anki/Tatoeba .zip or .txt pair file, or plain text", str),
     "decoder": Flag("decoder", str, DECODERS),
     "epochs": Flag("the most epochs to run", int),
-    "time_budget": Flag("stop after this many seconds of training"),
+    "time_budget": Flag("stop after this many seconds of training (0: none)"),
     "units": Flag("hidden width (encoder, ODE state, decoder GRUs)", int),
     "embedding_dim": Flag("token embedding size", int),
     "bidirectional": Flag("bidirectional encoder", bool),
@@ -172,8 +172,13 @@ def check_flags(config: dict, given: set[str] = frozenset()) -> None:
             raise ValueError(f"{flag} does not apply here: {reason}.")
     if config["epochs"] < 1:
         raise ValueError("--epochs must be at least 1.")
-    if config["time_budget"] is not None and config["time_budget"] <= 0:
-        raise ValueError("--time-budget must be positive.")
+    if config["time_budget"] is not None and config["time_budget"] < 0:
+        raise ValueError("--time-budget must be positive (or 0: none).")
+    if config["distribute"] == "multiworker" and config["time_budget"]:
+        raise ValueError(
+            "--distribute multiworker trains for --epochs: a time budget would be read on each "
+            "worker's own clock, and workers that stop at different steps wait for each other for "
+            "ever. Pass --time-budget 0 (a preset may set one) and choose --epochs.")
     if not 1 <= config["min_words"] <= config["max_words"]:
         raise ValueError("Need 1 <= --min-words <= --max-words.")
     for name in ("batch_size", "max_length", "min_count", "synthetic_size", "patience"):

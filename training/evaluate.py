@@ -59,8 +59,14 @@ class EvaluationData(NamedTuple):
 
 def evaluation_data(config, data, split) -> EvaluationData:
     from training import data as loaders
-    from training import pipeline
+    from training import pipeline, streaming
 
+    source = data or config["data"]
+    if streaming.is_large(source):  # split as training split it (training/streaming.py)
+        splits = streaming.load_splits(source, config["min_words"], config["max_words"])
+        every = splits.train + splits.validation + splits.test
+        chosen = list(dict.fromkeys(every)) if split == "all" else getattr(splits, split)
+        return EvaluationData(chosen, source, every, splits.train)
     loaded = loaders.load_sentences(data or config["data"], config["synthetic_size"], config["seed"])
     splits = pipeline.prepare(loaded.sentences, config["min_words"], config["max_words"])
     chosen = list(dict.fromkeys(loaded.sentences)) if split == "all" else getattr(splits, split)

@@ -64,18 +64,32 @@ def make_dataset(
     max_length: int = 20,
 ) -> tf.data.Dataset:
     """`(tokens [batch, L], targets [batch, L + 1])` batches, 0-padded, bucketed by length."""
-    dataset = tf.data.Dataset.from_tensor_slices(ids).map(lambda row: row)  # ragged row → dense
+    rows = tf.data.Dataset.from_tensor_slices(ids).map(lambda row: row)  # ragged row → dense
+    return batches(rows, batch_size, shuffle, seed, int(ids.nrows()), bucket_width, max_length)
+
+
+def batches(
+    rows: tf.data.Dataset,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    shuffle_buffer: int = 16384,
+    bucket_width: int = 4,
+    max_length: int = 20,
+) -> tf.data.Dataset:
+    """Token id rows `[(tokens)]` → `(tokens [batch, L], targets [batch, L + 1])` batches,
+    shuffled within `shuffle_buffer` rows, bucketed by length, 0-padded."""
     if shuffle:
-        dataset = dataset.shuffle(int(ids.nrows()), seed=seed, reshuffle_each_iteration=True)
+        rows = rows.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     boundaries = list(range(bucket_width + 1, max_length + 1, bucket_width))
-    dataset = dataset.bucket_by_sequence_length(
+    rows = rows.bucket_by_sequence_length(
         lambda row: tf.shape(row)[0],
         bucket_boundaries=boundaries,
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
         pad_to_bucket_boundary=False,
     )
-    dataset = dataset.map(lambda tokens: (tokens, append_eos(tokens)), num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    rows = rows.map(lambda tokens: (tokens, append_eos(tokens)), num_parallel_calls=tf.data.AUTOTUNE)
+    return rows.prefetch(tf.data.AUTOTUNE)
 
 
 def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:

@@ -134,20 +134,32 @@ def learning_rate_schedule(config: dict, steps_per_epoch: int):
     )
 
 
-def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), strategy=None) -> dict:
-    """Runs the whole job; returns a summary dict. Assumes `prepare_run_dir` was called.
-    `extra_callbacks` (Keras callbacks) run after the job's own; `strategy` defaults to
-    `make_strategy(config)` (a multi-worker strategy must be made before TensorFlow runs
-    anything, so `main` makes it first)."""
-    configure_devices(config)
-    strategy = strategy or make_strategy(config)
-    import keras
+def prepare_data(config: dict, run_dir: str, batch: int):
+    """`(text processor, training batches, validation batches, {split: sentences})`.
 
+    A corpus file over `streaming.STREAM_BYTES` streams from disk (training/streaming.py): the
+    vocabulary from one counting pass, the split and length filter inside `tf.data`; anything
+    smaller is loaded, deduplicated and split in memory. The vocabulary of an unfinished run is
+    reused."""
     import tfode
-    from training import callbacks, data, pipeline
-    from training.rundir import save_model_atomically
+    from training import data, pipeline, streaming
 
-    keras.utils.set_random_seed(config["seed"])
+    vocabulary_saved = os.path.exists(os.path.join(run_dir, "vocab.txt"))
+    if streaming.is_large(config["data"]):
+        path, words = config["data"], (config["min_words"], config["max_words"])
+        scan = streaming.scan(path, *words)
+        sizes = scan.sizes
+        if not sizes["train"] or not sizes["validation"]:
+            raise DataError(f"{path}: after filtering and splitting, {sizes} sentences remain; need "
+                            "at least one training and one validation sentence.")
+        text = (tfode.TextProcessor.load(run_dir) if vocabulary_saved else tfode.TextProcessor.from_counts(
+            scan.counts, run_dir, config["max_length"], config["vocab_size"], config["min_count"]))
+        print(f"data: {path}: streamed; split {sizes['train']}/{sizes['validation']}/{sizes['test']} "
+              f"train/validation/test; vocabulary {text.vocabulary_size}", flush=True)
+        rows = {split: streaming.token_rows(path, split, text, *words) for split in ("train", "validation")}
+        return (text, pipeline.batches(rows["train"], batch, shuffle=True, seed=config["seed"],
+                                       max_length=config["max_length"]),
+                pipeline.batches(rows["validation"], batch, max_length=config["max_length"]), sizes)
     loaded = data.load_sentences(config["data"], config["synthetic_size"], config["seed"])
     splits = pipeline.prepare(loaded.sentences, config["min_words"], config["max_words"])
     if not splits.train or not splits.validation:
@@ -156,7 +168,7 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), stra
             f"and splitting, {len(splits.train)} training and {len(splits.validation)} validation "
             "sentences remain; need at least one of each."
         )
-    if os.path.exists(os.path.join(run_dir, "vocab.txt")):
+    if vocabulary_saved:
         text = tfode.TextProcessor.load(run_dir)
     else:
         text = tfode.TextProcessor.from_sentences(
@@ -171,12 +183,28 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), stra
         f"{train_ids.truncated + validation_ids.truncated} sentences cut to {config['max_length']} tokens",
         flush=True,
     )
+    sizes = {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)}
+    return (text, pipeline.make_dataset(train_ids.ids, batch, shuffle=True, seed=config["seed"],
+                                        max_length=config["max_length"]),
+            pipeline.make_dataset(validation_ids.ids, batch, max_length=config["max_length"]), sizes)
+
+
+def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), strategy=None) -> dict:
+    """Runs the whole job; returns a summary dict. Assumes `prepare_run_dir` was called.
+    `extra_callbacks` (Keras callbacks) run after the job's own; `strategy` defaults to
+    `make_strategy(config)` (a multi-worker strategy must be made before TensorFlow runs
+    anything, so `main` makes it first)."""
+    configure_devices(config)
+    strategy = strategy or make_strategy(config)
+    import keras
+
+    from training import callbacks, pipeline
+    from training.rundir import save_model_atomically
+
+    keras.utils.set_random_seed(config["seed"])
     batch = config["batch_size"] * strategy.num_replicas_in_sync  # the global batch
-    train_data = pipeline.make_dataset(
-        train_ids.ids, batch, shuffle=True, seed=config["seed"], max_length=config["max_length"]
-    )
-    validation_data = pipeline.make_dataset(validation_ids.ids, batch, max_length=config["max_length"])
-    steps_per_epoch = max(1, len(splits.train) // batch)
+    text, train_data, validation_data, sizes = prepare_data(config, run_dir, batch)
+    steps_per_epoch = max(1, sizes["train"] // batch)
     fit_steps = {}
     if config["distribute"] == "multiworker":
         # Every worker must run the same number of steps (a worker that ran out of data first
@@ -185,7 +213,7 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), stra
         train_data = pipeline.shard_by_data(train_data.repeat())
         validation_data = pipeline.shard_by_data(validation_data.repeat())
         fit_steps = dict(steps_per_epoch=steps_per_epoch,
-                         validation_steps=max(1, len(splits.validation) // batch))
+                         validation_steps=max(1, sizes["validation"] // batch))
 
     with strategy.scope():
         model = builder.build_model(config, text.vocabulary_size)

@@ -89,14 +89,18 @@ def test_a_killed_worker_is_resumed_from_the_backup(tmp_path):
     assert epochs_before >= 1 and epochs[-1] == 2 and epochs.count(0) == 1, rows
 
 
-@pytest.mark.parametrize("tf_config, message", [
-    (None, "TF_CONFIG, which is not set"),
-    ("{not json", "TF_CONFIG is malformed"),
-    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}', "not in its cluster"),
-    ('{"cluster": {"ps": ["127.0.0.1:1"]}, "task": {"type": "ps", "index": 0}}', "does not train"),
+ONE_WORKER = '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}}'
+
+
+@pytest.mark.parametrize("tf_config, extra, message", [
+    (None, [], "TF_CONFIG, which is not set"),
+    ("{not json", [], "TF_CONFIG is malformed"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}', [], "not in its cluster"),
+    ('{"cluster": {"ps": ["127.0.0.1:1"]}, "task": {"type": "ps", "index": 0}}', [], "does not train"),
+    (ONE_WORKER, ["--time-budget", "60"], "trains for --epochs"),
 ])
 def test_a_missing_or_malformed_cluster_is_refused_before_anything_is_written(
-        tmp_path, monkeypatch, capsys, tf_config, message):
+        tmp_path, monkeypatch, capsys, tf_config, extra, message):
     from training import train
 
     if tf_config is None:
@@ -105,6 +109,6 @@ def test_a_missing_or_malformed_cluster_is_refused_before_anything_is_written(
         monkeypatch.setenv("TF_CONFIG", tf_config)
     run_dir = tmp_path / "run"
     code = train.main(["--preset", "tiny", "--data", "synthetic", "--distribute", "multiworker",
-                       "--run-dir", str(run_dir)])
+                       "--run-dir", str(run_dir), *extra])
     assert code == 2 and message in capsys.readouterr().err
     assert not run_dir.exists()
