@@ -96,7 +96,7 @@ def main(argv=None) -> int:
               f"{result['peak_rss_mib']:.0f} |")
     if len(rows) > 1:
         growth = rows[-1][2]["peak_rss_mib"] - rows[0][2]["peak_rss_mib"]
-        print(f"peak memory grows by {growth:.0f} MiB from {rows[0][0]:,} to {rows[-1][0]:,} lines")
+        print(f"peak memory from {rows[0][0]:,} to {rows[-1][0]:,} lines: {growth:+.0f} MiB")
     return 0
 
 
