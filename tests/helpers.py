@@ -1,5 +1,7 @@
 """Small models composed from the library's objects, for the tests."""
 
+import json
+
 import keras
 
 import tfode
@@ -44,3 +46,13 @@ def fit_until_reconstructed(model, tokens, max_rounds=12, epochs_per_round=25, l
         if np.array_equal(decoded.ids.numpy(), targets):
             break
     return decoded
+
+
+def backed_up_epoch(metadata_path) -> int:
+    """The epoch in BackupAndRestore's metadata file; 0 while it is missing or half-written
+    (Keras rewrites it in place, so a poll can read it empty)."""
+    try:
+        with open(metadata_path) as handle:
+            return json.load(handle).get("epoch", 0)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0

@@ -209,7 +209,8 @@ def test_versions_come_and_go_under_batched_load_and_no_accepted_request_is_lost
     batching = tmp_path / "batching.config"
     batching.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 20000 }\n"
                         "num_batch_threads { value: 1 }\n")
-    server = ServerProcess(base, "--enable_batching", "--batching_parameters_file", str(batching))
+    server = ServerProcess(base, "--enable_batching", "--batching_parameters_file", str(batching),
+                           "--enable_model_warmup", "false")
     outcomes, lock, stop = collections.Counter(), threading.Lock(), threading.Event()
 
     def load(index):

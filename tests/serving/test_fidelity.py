@@ -62,7 +62,8 @@ def test_model_config_file_policies_labels_and_reload(export_base, tmp_path):
         ("beta", tmp_path / "beta", "all {}", {}),
     ]))
     server = ServerProcess(export_base, "--model_config_file", str(config),
-                           "--model_config_file_poll_wait_seconds", "0.5", model=False)
+                           "--model_config_file_poll_wait_seconds", "0.5", "--enable_model_warmup", "false",
+                           model=False)
     try:
         alpha, beta = TFServingClient(server.grpc, "alpha"), TFServingClient(server.grpc, "beta")
         assert available(alpha) == [1, 2] and available(beta) == [1, 2]
@@ -136,7 +137,8 @@ def test_polling_flags_rest_off_and_the_default_version_policy(export_base, tmp_
     for number in (1, 2):
         shutil.copytree(export_base / MODEL_NAME / "1", base / MODEL_NAME / str(number))
     # --file_system_poll_wait_seconds 0: one look at start; --rest_api_port 0: no REST.
-    server = ServerProcess(base, "--file_system_poll_wait_seconds", "0", "--rest_api_port", "0")
+    server = ServerProcess(base, "--file_system_poll_wait_seconds", "0", "--rest_api_port", "0",
+                           "--enable_model_warmup", "false")
     try:
         assert server.rest.endswith(":0")
         client = TFServingClient(server.grpc, MODEL_NAME)

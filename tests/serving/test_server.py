@@ -127,7 +127,7 @@ def test_versions_appear_fail_and_disappear_while_serving(export_base, trained, 
 
     base = tmp_path / "exports"
     shutil.copytree(export_base / MODEL_NAME / "1", base / MODEL_NAME / "1")
-    server = ServerProcess(base, "--max_versions", "2")
+    server = ServerProcess(base, "--max_versions", "2", "--enable_model_warmup", "false")
     try:
         client = TFServingClient(server.grpc, MODEL_NAME)
         assert client.status()[0]["version"] == "1"

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from serving.launch import free_port
+from tests.helpers import backed_up_epoch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -69,12 +70,12 @@ def test_a_killed_worker_is_resumed_from_the_backup(tmp_path):
     run_dir = tmp_path / "run"
     ports = [free_port(), free_port()]
     processes = start_workers(run_dir, ports, epochs=3)
-    history = run_dir / "history.csv"
+    history, metadata = run_dir / "history.csv", run_dir / "backup" / "training_metadata.json"
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not (history.exists() and len(history.read_text().splitlines()) >= 2):
-        time.sleep(0.2)
-    assert history.exists(), "the first epoch did not finish"
-    processes[1].send_signal(signal.SIGKILL)  # a worker dies after epoch 1
+    while time.monotonic() < deadline and backed_up_epoch(metadata) < 1:
+        time.sleep(0.1)
+    assert backed_up_epoch(metadata) >= 1, "no backup was written in the second epoch"
+    processes[1].send_signal(signal.SIGKILL)  # a worker dies in the second epoch
     processes[0].kill()  # its peer waits in a collective: the cluster is restarted
     finish(processes)
     epochs_before = len(history.read_text().splitlines()) - 1

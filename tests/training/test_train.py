@@ -11,6 +11,8 @@ import zipfile
 
 import pytest
 
+from tests.helpers import backed_up_epoch
+
 from training import evaluate, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -98,16 +100,6 @@ def test_cli_rejects_bad_flags_and_missing_data(tmp_path):
     assert result.returncode == 2 and "not a training run" in result.stderr
 
 
-def backed_up_epoch(metadata_path) -> int:
-    """The epoch in BackupAndRestore's metadata file; 0 while it is missing or half-written
-    (Keras rewrites it in place, so a poll can read it empty)."""
-    try:
-        with open(metadata_path) as handle:
-            return json.load(handle).get("epoch", 0)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return 0
-
-
 @pytest.mark.slow
 def test_run_killed_mid_epoch_resumes_and_finishes_all_epochs(tmp_path):
     run_dir = str(tmp_path / "killed")
@@ -143,23 +135,32 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert os.path.exists(os.path.join(run_dir, "model.keras"))
 
 
-def trained_weights(tmp_path, name, seed):
+def deterministic_runs(tmp_path, seeds):
+    """The weights of one CLI run per seed; the runs go side by side (each is single-threaded)."""
     from training.rundir import load_run
 
-    run_dir = str(tmp_path / name)
-    result = run_cli("training.train", *TINY, "--decoder", "odernn", "--epochs", "1", "--seed", str(seed),
-                     "--dropout", "0.2", "--scheduled-sampling", "0.5", "--word-dropout", "0.1",
-                     "--deterministic", "--run-dir", run_dir)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return load_run(run_dir)[2].get_weights()
+    processes = []
+    for index, seed in enumerate(seeds):
+        run_dir = str(tmp_path / f"run-{index}")
+        processes.append((run_dir, subprocess.Popen(
+            [sys.executable, "-m", "training.train", *TINY, "--decoder", "odernn", "--epochs", "1",
+             "--seed", str(seed), "--dropout", "0.2", "--scheduled-sampling", "0.5", "--word-dropout", "0.1",
+             "--deterministic", "--run-dir", run_dir],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})))
+    weights = []
+    for run_dir, process in processes:
+        _, errors = process.communicate(timeout=600)
+        assert process.returncode == 0, errors[-2000:]
+        weights.append(load_run(run_dir)[2].get_weights())
+    return weights
 
 
 @pytest.mark.slow
 def test_the_seed_makes_a_run_reproducible_and_another_seed_another_run(tmp_path):
     import numpy as np
 
-    first, again, other = (trained_weights(tmp_path, name, seed)
-                           for name, seed in (("a", 3), ("b", 3), ("c", 4)))
+    first, again, other = deterministic_runs(tmp_path, (3, 3, 4))
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)
     assert any(not np.allclose(a, c) for a, c in zip(first, other))
