@@ -76,7 +76,7 @@ def training_command(run_dir) -> str:
     base = presets.resolve(preset, {"decoder": config["decoder"]})
     flags = [] if preset is None else ["--preset", preset]
     for key, value in sorted(config.items()):
-        if key in presets.DEFAULTS and base.get(key) != value:
+        if key in presets.DEFAULTS and key not in ("decoder", "data") and base.get(key) != value:
             flag = "--" + key.replace("_", "-")
             flags += [flag] if value is True else [f"--no-{key.replace('_', '-')}"] if value is False else [flag, str(value)]
     return " ".join(["python -m training.train", *flags, "--decoder", config["decoder"],
