@@ -135,9 +135,10 @@ class ServingModule(tf.Module):
                 message="alpha must be between 0 and 1 (and finite)",
             ),
         ]
-        with tf.control_dependencies(checks):
-            ids_a, _ = self._encode_text(sentence_a, "sentence_a")
-            ids_b, _ = self._encode_text(sentence_b, "sentence_b")
+        with tf.control_dependencies(checks):  # nothing runs on inputs that failed a check
+            sentence_a, sentence_b, alpha, mode = (tf.identity(x) for x in (sentence_a, sentence_b, alpha, mode))
+        ids_a, _ = self._encode_text(sentence_a, "sentence_a")
+        ids_b, _ = self._encode_text(sentence_b, "sentence_b")
         width = tf.maximum(tf.shape(ids_a)[1], tf.shape(ids_b)[1])
         ids_a = tf.pad(ids_a, [[0, 0], [0, width - tf.shape(ids_a)[1]]])
         ids_b = tf.pad(ids_b, [[0, 0], [0, width - tf.shape(ids_b)[1]]])
@@ -155,11 +156,12 @@ class ServingModule(tf.Module):
             tf.debugging.assert_equal(tf.size(time), tf.size(sentences),
                                       message="sentences and time must have one row each"),
         ]
+        with tf.control_dependencies(checks):  # nothing runs on inputs that failed a check
+            sentences, time = tf.identity(sentences), tf.identity(time)
         # Each distinct sentence is decoded once, at each distinct time asked of any row.
         distinct_sentences, sentence_index = tf.unique(sentences)
         distinct_times, time_index = tf.unique(time)
-        with tf.control_dependencies(checks):
-            ids, _ = self._encode_text(distinct_sentences)
+        ids, _ = self._encode_text(distinct_sentences)
         states, probabilities = self.model.trajectory(ids, distinct_times)
         at = tf.stack([sentence_index, time_index], axis=1)
         state, probabilities = tf.gather_nd(states, at), tf.gather_nd(probabilities, at)
