@@ -194,21 +194,9 @@ class ModelManager:
         self._failed: dict[int, tuple[float, str]] = {}  # version → (folder mtime, error)
         self._lock = threading.Lock()
 
-    def versions_on_disk(self) -> dict[int, str]:
-        try:
-            names = os.listdir(self.base_path)
-        except OSError:
-            return {}
-        versions = {}
-        for name in names:
-            path = os.path.join(self.base_path, name)
-            if name.isdigit() and int(name) > 0 and os.path.isdir(path):
-                versions[int(name)] = path
-        return versions
-
     def poll(self) -> None:
         """One look at the disk: load what the policy wants, unload what it no longer does."""
-        on_disk = self.versions_on_disk()
+        on_disk = versions_on_disk(self.base_path)
         wanted = self.policy.wanted(on_disk)
         for version in wanted:
             if version in self._loaded:
@@ -374,8 +362,7 @@ class Models:
     def check_labels(self, specs: list[ModelSpec]) -> None:
         """Raises ValueError if a label names a version neither on disk nor wanted."""
         for spec in specs:
-            on_disk = ModelManager(spec.name, spec.base_path, spec.policy).versions_on_disk()
-            wanted = spec.policy.wanted(on_disk)
+            wanted = spec.policy.wanted(versions_on_disk(spec.base_path))
             for label, version in spec.labels.items():
                 if version not in wanted:
                     raise ValueError(f"model {spec.name!r}: label {label!r} names version {version}, "
@@ -438,6 +425,20 @@ class Models:
     def names(self) -> list[str]:
         with self._lock:
             return sorted(self._managers)
+
+
+def versions_on_disk(base_path: str) -> dict[int, str]:
+    """`{version: folder}` of the positive integer folders under `base_path` ({} if unreadable)."""
+    try:
+        names = os.listdir(base_path)
+    except OSError:
+        return {}
+    versions = {}
+    for name in names:
+        path = os.path.join(base_path, name)
+        if name.isdigit() and int(name) > 0 and os.path.isdir(path):
+            versions[int(name)] = path
+    return versions
 
 
 def _mtime(path: str) -> float:

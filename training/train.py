@@ -315,17 +315,16 @@ def main(argv=None) -> int:
     except (ValueError, OSError) as error:  # DataError and RunError are ValueErrors
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if task is not None:  # each worker says what it holds, to compare across the cluster
+        print(f"{task.type} {task.index}: {summary['steps']} steps, weights sha1 {summary['weights_sha1']}")
     if run_dir != args.run_dir:  # a worker other than the chief: its folder has served
         shutil.rmtree(run_dir, ignore_errors=True)
-        print(f"{task.type} {task.index}: {summary['steps']} steps, weights sha1 {summary['weights_sha1']}")
         return 0
     final = summary["final"]
     accuracy = final.get("val_token_accuracy")
     print(f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.0f} s"
           + (f"; validation token accuracy {100 * accuracy:.1f} % (teacher-forced)" if accuracy is not None else "")
           + f" → {os.path.join(args.run_dir, MODEL_FILE)}")
-    if task is not None:
-        print(f"{task.type} {task.index}: {summary['steps']} steps, weights sha1 {summary['weights_sha1']}")
     return 0
 
 
