@@ -42,8 +42,11 @@ def relative_path(path: str) -> str:
 
 
 def relative_command(program: str, argv) -> str:
-    """The command line as a reader of the results runs it: paths relative to the repository."""
-    return " ".join([program, *(relative_path(arg) for arg in argv)]).strip()
+    """The command line as a reader of the results runs it: paths relative to the repository,
+    each argument quoted for the shell where it needs it (`--train noise="--input-noise 0.1"`)."""
+    import shlex
+
+    return " ".join([program, *(shlex.quote(relative_path(arg)) for arg in argv)]).strip()
 
 
 def measured_on() -> str:

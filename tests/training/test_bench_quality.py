@@ -48,6 +48,8 @@ def test_decoder_settings_name_the_flow_and_the_training_only_terms():
 @pytest.mark.parametrize("argv, expected", [
     (["--budget", "60"], "python -m training.bench_quality --budget 60"),
     (["--data", "../shared/data/x.zip"], "python -m training.bench_quality --data ../shared/data/x.zip"),
+    (["--train", "plain=", "noise=--input-noise 0.1"],
+     "python -m training.bench_quality --train plain= 'noise=--input-noise 0.1'"),
 ])
 def test_printed_commands_keep_relative_paths(argv, expected):
     assert relative_command("python -m training.bench_quality", argv) == expected
