@@ -132,7 +132,8 @@ FLAGS = {
     "seed": Flag("seed of every random stream: initial weights, dropout, sampling, shuffling, "
                  "the built-in grammar", int),
     "deterministic": Flag("bit-identical runs for a seed on CPU: op determinism, one thread, no "
-                          "oneDNN custom ops (several times slower per step)", bool),
+                          "oneDNN custom ops, no arithmetic graph rewrites (several times slower "
+                          "per step)", bool),
     "mixed_precision": Flag("mixed_float16 for the encoder and GRUs (the ODE stays float32); for GPUs", bool),
     "distribute": Flag("tf.distribute strategy: mirrored (this machine's devices) or multiworker "
                        "(MultiWorkerMirroredStrategy over the cluster in TF_CONFIG); --batch-size is per "

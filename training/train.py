@@ -93,6 +93,10 @@ def configure_devices(config: dict) -> None:
         if tf.config.threading.get_inter_op_parallelism_threads() != 1:
             tf.config.threading.set_inter_op_parallelism_threads(1)
             tf.config.threading.set_intra_op_parallelism_threads(1)
+        # Grappler's arithmetic optimizer does not rewrite a graph the same way in every process:
+        # with a fixed-grid solve inside the ODE-RNN's loop, one process in two or three computed
+        # the same step with a last-bit difference. Off, the graph is the one traced.
+        tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
     keras.mixed_precision.set_global_policy("mixed_float16" if config["mixed_precision"] else "float32")
 
 
