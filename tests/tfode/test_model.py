@@ -50,7 +50,14 @@ CONFIGURATIONS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
+# One plain configuration per decoder in the fast tier; the combinations in the slow one.
+FAST_CONFIGURATIONS = ("trajectory", "odernn", "gru")
+
+
+@pytest.mark.parametrize("name", [
+    name if name in FAST_CONFIGURATIONS else pytest.param(name, marks=pytest.mark.slow)
+    for name in sorted(CONFIGURATIONS)
+])
 def test_fit_logs_and_round_trips(tmp_path, tiny_text, tiny_tokens, name):
     decoder, options = CONFIGURATIONS[name]
     keras.utils.set_random_seed(5)
