@@ -151,7 +151,9 @@ def predict(models: Models, limits: Limits, target: Target, inputs: dict[str, np
             deadline: float | None = None) -> tuple[int, dict[str, np.ndarray]]:
     """`(version served, outputs)` for one Predict request.
 
-    With a `batcher` (`serving.batching.BatchScheduler`) the request joins a server-side batch;
+    `inputs` is `{name: array}`, or a function of the signature that returns it (REST, whose
+    row format needs the signature to name a lone input). With a `batcher`
+    (`serving.batching.BatchScheduler`) the request joins a server-side batch;
     otherwise it runs alone under `limits`. `metrics` (`serving.metrics.ServingMetrics`) counts
     it by status; `deadline` is a `time.monotonic()` instant."""
     started = time.monotonic()
@@ -166,7 +168,9 @@ def predict(models: Models, limits: Limits, target: Target, inputs: dict[str, np
                     f"Serving signature name: {signature_name!r} not found in signature def "
                     f"(available: {sorted(loaded.signatures)})",
                 )
-            checked = check_inputs(loaded.signatures[signature_name], signature_name, inputs, limits)
+            signature = loaded.signatures[signature_name]
+            checked = check_inputs(signature, signature_name, inputs(signature) if callable(inputs) else inputs,
+                                   limits)
 
             def run(batch, timeout=None):
                 return _run(loaded, signature_name, batch, target.model_name, metrics, timeout)

@@ -127,8 +127,6 @@ class BatchScheduler:
         self._queues: dict[tuple, _Queue] = {}
         self._condition = threading.Condition()
         self._stopping = False
-        self.batches = 0
-        self.rows_run = 0
         self._threads = [
             threading.Thread(target=self._work, name=f"{parameters.thread_pool_name}_{i}", daemon=True)
             for i in range(parameters.num_batch_threads)
@@ -170,10 +168,6 @@ class BatchScheduler:
         if len(tasks) == 1:
             return tasks[0].future
         return _joined([task.future for task in tasks])
-
-    def queued_rows(self) -> int:
-        with self._condition:
-            return sum(queue.rows for queue in self._queues.values())
 
     def stop(self, timeout: float = 10.0) -> None:
         """Runs what is queued, then stops the threads."""
@@ -253,8 +247,6 @@ class BatchScheduler:
         inputs = _concatenate([task.inputs for task in live], target - size, self.parameters.pad_variable_length_inputs)
         if self.on_batch:
             self.on_batch(size, target - size, [now - task.enqueued for task in live])
-        self.batches += 1
-        self.rows_run += size
         try:
             outputs = run(inputs)
         except ServingError as error:

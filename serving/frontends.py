@@ -327,16 +327,16 @@ def make_rest_handler(models: Models, limits: Limits, batcher=None, metrics=None
                 if not isinstance(signature_name, str):
                     raise ServingError("INVALID_ARGUMENT", "signature_name must be a string")
                 target = target._replace(signature_name=signature_name)
-                loaded = models.get(target.model_name, target.version, target.label)
-                try:
-                    if signature_name not in loaded.signatures:
-                        raise ServingError("INVALID_ARGUMENT",
-                                           f"Serving signature name: {signature_name!r} not found in signature def")
-                    inputs, rows = rest_inputs(body, loaded.signatures[signature_name])
-                finally:
-                    loaded.release()
+                row_format_asked = []
+
+                def inputs(signature):  # parsed against the version that will run the request
+                    parsed, rows = rest_inputs(body, signature)
+                    row_format_asked.append(rows)
+                    return parsed
+
                 _, outputs = predict(models, limits, target, inputs, batcher=batcher, metrics=metrics,
                                      entrypoint="REST")
+                rows = row_format_asked[0]
                 if rows:
                     self._send(HTTPStatus.OK, {"predictions": row_format(outputs)})
                 else:
