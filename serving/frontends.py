@@ -90,13 +90,16 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.metrics = metrics
 
     def Predict(self, request, context):
-        try:
-            inputs = {}
+        def inputs(signature):  # decoded inside `predict`, so a bad tensor is counted like any request
+            decoded = {}
             for key, proto in request.inputs.items():
                 try:
-                    inputs[key] = tf.make_ndarray(proto)
+                    decoded[key] = tf.make_ndarray(proto)
                 except Exception as error:
                     raise ServingError("INVALID_ARGUMENT", f"Input {key!r} is not a valid tensor: {error}")
+            return decoded
+
+        try:
             version, outputs = predict(self.models, self.limits, _target(request.model_spec), inputs,
                                        batcher=self.batcher, metrics=self.metrics, entrypoint="GRPC",
                                        deadline=_deadline(context))

@@ -181,12 +181,28 @@ def test_batched_server_answers_as_in_process_and_metrics_count_every_request(ex
             client.decode(["i like it ."] * 9)
         with pytest.raises(ServingClientError, match="sentence is empty"):
             client.decode(["   "])
+        # Requests that fail to decode are counted too: a gRPC tensor whose bytes are not whole
+        # float32s, and a REST body with neither 'instances' nor 'inputs'.
+        import grpc
+        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = MODEL_NAME
+        request.inputs["sentences"].CopyFrom(tf.make_tensor_proto(np.array([1.0, 2.0], np.float32)))
+        request.inputs["sentences"].tensor_content = b"abc"
+        with grpc.insecure_channel(server.grpc) as channel, pytest.raises(grpc.RpcError) as caught:
+            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "not a valid tensor" in caught.value.details()
+        rest = TFServingClient(server.rest, MODEL_NAME, rest=True)
+        with pytest.raises(ServingClientError, match="exactly one of"):
+            rest._http(rest._url(":predict"), {"neither": []})
         text, after = metric_samples(server.rest)
         ok = value(after, ":tensorflow:serving:request_count", model_name=MODEL_NAME, status="OK") - \
             value(before, ":tensorflow:serving:request_count", model_name=MODEL_NAME, status="OK")
         bad = value(after, ":tensorflow:serving:request_count", model_name=MODEL_NAME, status="INVALID_ARGUMENT") - \
             value(before, ":tensorflow:serving:request_count", model_name=MODEL_NAME, status="INVALID_ARGUMENT")
-        assert (ok, bad) == (12, 2)
+        assert (ok, bad) == (12, 4)
         assert "# TYPE :tensorflow:serving:request_count counter" in text  # the stock name, no _total
         latency = value(after, ":tensorflow:serving:request_latency_count", model_name=MODEL_NAME,
                         API="predict", entrypoint="REST")
