@@ -146,13 +146,14 @@ class Target(NamedTuple):
     signature_name: str = ""
 
 
-def predict(models: Models, limits: Limits, target: Target, inputs: dict[str, np.ndarray], *,
+def predict(models: Models, limits: Limits, target: Target, decode_inputs, *,
             batcher=None, metrics=None, entrypoint: str = "GRPC",
             deadline: float | None = None) -> tuple[int, dict[str, np.ndarray]]:
     """`(version served, outputs)` for one Predict request.
 
-    `inputs` is `{name: array}`, or a function of the signature that returns it (REST, whose
-    row format needs the signature to name a lone input). With a `batcher`
+    `decode_inputs(signature)` returns the request's `{name: array}`, decoded against the
+    signature of the version that runs it (REST's row format needs it to name a lone input), so
+    that a request that fails to decode is counted like any other. With a `batcher`
     (`serving.batching.BatchScheduler`) the request joins a server-side batch;
     otherwise it runs alone under `limits`. `metrics` (`serving.metrics.ServingMetrics`) counts
     it by status; `deadline` is a `time.monotonic()` instant."""
@@ -169,8 +170,7 @@ def predict(models: Models, limits: Limits, target: Target, inputs: dict[str, np
                     f"(available: {sorted(loaded.signatures)})",
                 )
             signature = loaded.signatures[signature_name]
-            checked = check_inputs(signature, signature_name, inputs(signature) if callable(inputs) else inputs,
-                                   limits)
+            checked = check_inputs(signature, signature_name, decode_inputs(signature), limits)
 
             def run(batch, timeout=None):
                 return _run(loaded, signature_name, batch, target.model_name, metrics, timeout)

@@ -90,7 +90,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.metrics = metrics
 
     def Predict(self, request, context):
-        def inputs(signature):  # decoded inside `predict`, so a bad tensor is counted like any request
+        def inputs(signature):
             decoded = {}
             for key, proto in request.inputs.items():
                 try:
@@ -330,16 +330,15 @@ def make_rest_handler(models: Models, limits: Limits, batcher=None, metrics=None
                 if not isinstance(signature_name, str):
                     raise ServingError("INVALID_ARGUMENT", "signature_name must be a string")
                 target = target._replace(signature_name=signature_name)
-                row_format_asked = []
+                rows = False
 
-                def inputs(signature):  # parsed against the version that will run the request
+                def inputs(signature):
+                    nonlocal rows
                     parsed, rows = rest_inputs(body, signature)
-                    row_format_asked.append(rows)
                     return parsed
 
                 _, outputs = predict(models, limits, target, inputs, batcher=batcher, metrics=metrics,
                                      entrypoint="REST")
-                rows = row_format_asked[0]
                 if rows:
                     self._send(HTTPStatus.OK, {"predictions": row_format(outputs)})
                 else:
