@@ -55,6 +55,8 @@ def beam_search(
     Beams are ranked by the sum of their tokens' log-probabilities (no length penalty); a beam
     that has emitted `<eos>` keeps its score and emits padding. Returns the best beam per row.
     """
+    if beam_width == 1:
+        return greedy_search(step_fn, initial_state, max_steps, bos_id, eos_id)
     batch = tf.shape(initial_state)[0]
     units = initial_state.shape[-1] or tf.shape(initial_state)[1]
     max_steps = tf.convert_to_tensor(max_steps, tf.int32)
@@ -117,3 +119,55 @@ def beam_search(
     best_ids = tf.pad(ids[:, 0], padding)
     best_scores = tf.pad(scores[:, 0], padding)
     return mask_after_eos(best_ids, best_scores, eos_id, nfe)
+
+
+def greedy_search(
+    step_fn: StepFn,
+    initial_state: tf.Tensor,
+    max_steps: int | tf.Tensor,
+    bos_id: int,
+    eos_id: int,
+) -> Decoded:
+    """Greedy search from `initial_state` `[batch, width]`: each row takes its most likely token
+    (the lowest id on a tie, as `beam_search` of width 1 would) until every row has emitted
+    `<eos>` or `max_steps` tokens; a finished row emits padding at no cost.
+
+    The same tokens and scores as a beam of width 1, with fewer operations per step (no top-k
+    over the vocabulary, no beam bookkeeping): decoding is the serving signatures' hot loop.
+    """
+    batch = tf.shape(initial_state)[0]
+    max_steps = tf.convert_to_tensor(max_steps, tf.int32)
+
+    def body(position, state, tokens, finished, ids, scores, nfe):
+        logits, new_state, step_nfe = step_fn(state, tokens, position)
+        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))
+        token = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
+        token_score = tf.gather(log_probs, token, batch_dims=1)
+        token = tf.where(finished, tf.constant(PAD_ID, tf.int32), token)
+        token_score = tf.where(finished, 0.0, token_score)
+        finished = finished | tf.equal(token, eos_id)
+        ids = tf.concat([ids, token[:, None]], axis=1)
+        scores = tf.concat([scores, token_score[:, None]], axis=1)
+        return position + 1, new_state, token, finished, ids, scores, nfe + step_nfe
+
+    def not_done(position, state, tokens, finished, ids, scores, nfe):
+        return tf.logical_and(position < max_steps, tf.logical_not(tf.reduce_all(finished)))
+
+    _, _, _, _, ids, scores, nfe = tf.while_loop(
+        not_done,
+        body,
+        (tf.constant(0), initial_state, tf.fill([batch], tf.constant(bos_id, tf.int32)),
+         tf.zeros([batch], tf.bool), tf.zeros([batch, 0], tf.int32), tf.zeros([batch, 0], tf.float32),
+         tf.constant(0)),
+        shape_invariants=(
+            tf.TensorShape([]),
+            tf.TensorShape([None, initial_state.shape[-1]]),
+            tf.TensorShape([None]),
+            tf.TensorShape([None]),
+            tf.TensorShape([None, None]),
+            tf.TensorShape([None, None]),
+            tf.TensorShape([]),
+        ),
+    )
+    padding = [[0, 0], [0, max_steps - tf.shape(ids)[1]]]
+    return mask_after_eos(tf.pad(ids, padding), tf.pad(scores, padding), eos_id, nfe)

@@ -142,8 +142,14 @@ def test_beam_search_is_greedy_at_width_one_and_never_scores_worse(tiny_text, ti
     # Greedy: each token is the arg-max of the teacher-forced step on its own prefix.
     logits = model.decoder(model.encode(tiny_tokens)[0], prepend_bos(greedy.ids[:, :-1])).logits
     expected = tf.argmax(logits, -1, output_type=tf.int32).numpy()
+    log_probs = tf.nn.log_softmax(logits).numpy()
     for row, (ids, length) in enumerate(zip(greedy.ids.numpy(), greedy.lengths.numpy())):
         np.testing.assert_array_equal(ids[: length + 1], expected[row, : length + 1])
+        # Each score is its token's log-probability; nothing is scored after <eos>.
+        steps = min(length + 1, len(ids))
+        np.testing.assert_allclose(greedy.scores.numpy()[row, :steps],
+                                   log_probs[row, np.arange(steps), ids[:steps]], atol=1e-4)
+        assert not greedy.scores.numpy()[row, steps:].any()
     with pytest.raises(ValueError, match="non-autoregressive"):
         small_model(tiny_text.vocabulary_size, "trajectory").reconstruct(tiny_tokens, beam_width=3)
 
