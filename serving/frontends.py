@@ -36,7 +36,8 @@ from tensorflow_serving.apis import (  # noqa: E402
 )
 
 from serving.admission import Limits, Target, predict  # noqa: E402
-from serving.model_manager import ModelSpec, Models, ServingError, VersionPolicy, read_config_file  # noqa: E402
+from serving.model_manager import ModelSpec, Models, ServingError, SessionThreads, VersionPolicy  # noqa: E402
+from serving.model_manager import read_config_file  # noqa: E402
 from serving.model_manager import specs_from_config  # noqa: E402
 
 log = logging.getLogger("serving.server")
@@ -391,7 +392,9 @@ class Server:
             raise ValueError("--monitoring_config_file serves metrics on the REST port: give --rest_api_port")
         self.metrics = ServingMetrics(parameters.thread_pool_name if parameters else "") if self.metrics_path else None
         self.limits = Limits(args.max_batch_size, args.max_request_bytes, args.max_concurrent, args.max_queued)
-        self.models = Models(specs, args.session_threads, self.metrics.load if self.metrics else None,
+        threads = SessionThreads.from_flags(args.tensorflow_session_parallelism, args.tensorflow_intra_op_parallelism,
+                                            args.tensorflow_inter_op_parallelism)
+        self.models = Models(specs, threads, self.metrics.load if self.metrics else None,
                              args.enable_model_warmup)
         self.models.check_labels(specs)
         self._config_mtime = _file_mtime(self.config_file)

@@ -8,7 +8,7 @@ Against a running server:
 Unbatched against batched, one run, one table (starts both servers itself on free ports):
 
     python -m serving.loadtest --compare --export-base exports --model-name tfode \\
-        --clients 32 --duration 60 [--batching-parameters-file F]
+        --clients 32 --duration 60 [--batching-parameters-file F] [--server-args "FLAGS"]
 
 N client threads (up to 64) send requests until the duration or `--max-requests` runs out:
 `decode1` is one sentence per request (the serving case batching is for), `mix` a mix of decode,
@@ -16,7 +16,8 @@ interpolate and trajectory requests. It prints requests/s, p50/p95/p99 latency, 
 (RESOURCE_EXHAUSTED or UNAVAILABLE answers, counted apart from errors) and, where the server
 exports Prometheus metrics, the mean batch size it formed. `--compare` runs gRPC and REST
 against an unbatched server and a batched one over the same export, one after the other, and
-prints the ratios.
+prints the ratios; `--server-args` gives both servers the same further flags (for example their
+TensorFlow thread pools).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import collections
 import ipaddress
 import os
 import random
+import shlex
 import socket
 import sys
 import tempfile
@@ -217,7 +219,7 @@ def report_compare(args) -> int:
         rows = []
         for name, flags in servers.items():
             server = ServerProcess("--model_name", args.model_name, "--model_base_path", model_dir,
-                                   "--file_system_poll_wait_seconds", "0", *flags)
+                                   "--file_system_poll_wait_seconds", "0", *shlex.split(args.server_args), *flags)
             try:
                 for protocol in ("gRPC", "REST"):
                     target = server.rest if protocol == "REST" else server.grpc
@@ -234,7 +236,8 @@ def report_compare(args) -> int:
             finally:
                 server.stop()
     print(f"workload {args.workload}: {args.clients} concurrent clients, {args.duration:g} s per row, "
-          f"{os.cpu_count()} CPU cores, model {args.model_name} from {args.export_base}")
+          f"{os.cpu_count()} CPU cores, model {args.model_name} from {args.export_base}"
+          + (f"; both servers with {args.server_args}" if args.server_args else ""))
     print("| server | API | requests/s | p50 ms | p95 ms | p99 ms | errors | sheds | mean batch |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, protocol, result, mean_batch in rows:
@@ -271,6 +274,9 @@ def main(argv=None) -> int:
     parser.add_argument("--export-base", help="with --compare: the export folder (holds MODEL_NAME/VERSION)")
     parser.add_argument("--batching-parameters-file", help="with --compare: the batched server's parameters "
                         "(default: max_batch_size 32, batch_timeout_micros 5000, num_batch_threads 1)")
+    parser.add_argument("--server-args", default="",
+                        help="with --compare: more flags for both servers, as one string "
+                        "(e.g. \"--tensorflow_intra_op_parallelism 1 --tensorflow_inter_op_parallelism -1\")")
     args = parser.parse_args(argv)
     if not 1 <= args.clients <= 64 or not 0 < args.duration <= 600:
         parser.error("--clients must be 1–64 and --duration 0–600 s")
@@ -281,8 +287,13 @@ def main(argv=None) -> int:
             parser.error(f"{', '.join(given)} does not apply with --compare (it starts its own servers)")
         if not args.export_base:
             parser.error("--compare needs --export-base")
-        return report_compare(args)
-    for flag, value in (("--export-base", args.export_base), ("--batching-parameters-file", args.batching_parameters_file)):
+        try:
+            return report_compare(args)
+        except RuntimeError as error:  # a server that did not start: its own message
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    for flag, value in (("--export-base", args.export_base), ("--batching-parameters-file", args.batching_parameters_file),
+                        ("--server-args", args.server_args)):
         if value:
             parser.error(f"{flag} applies only with --compare")
     if args.rest and args.mixed:

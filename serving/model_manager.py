@@ -77,15 +77,37 @@ class VersionPolicy(NamedTuple):
         return [v for v in newest if v in self.versions]
 
 
+class SessionThreads(NamedTuple):
+    """A session's thread pools, as the stock server's flags set them: `intra` threads inside
+    one op, `inter` ops at once (0: TensorFlow chooses; a negative `inter` runs every op in the
+    calling thread, which spares a graph of many small ops the hand-offs between threads)."""
+
+    intra: int = 0
+    inter: int = 0
+
+    @classmethod
+    def from_flags(cls, session: int, intra: int, inter: int) -> "SessionThreads":
+        """As the stock server reads its flags: `--tensorflow_session_parallelism` sets both pools
+        unless `--tensorflow_intra_op_parallelism` or `--tensorflow_inter_op_parallelism` is
+        positive, when those two are used as given; all three positive is refused."""
+        if session > 0 and intra > 0 and inter > 0:
+            raise ValueError("Either configure --tensorflow_session_parallelism or "
+                             "(--tensorflow_intra_op_parallelism, --tensorflow_inter_op_parallelism) "
+                             "separately. You cannot configure all.")
+        if intra > 0 or inter > 0:
+            return cls(intra, inter)
+        return cls(session, session)
+
+
 class LoadedVersion:
     """One SavedModel version in its own graph and session; closed once retired and unused."""
 
-    def __init__(self, path: str, version: int, threads: int = 0):
+    def __init__(self, path: str, version: int, threads: SessionThreads = SessionThreads()):
         self.path = path
         self.version = version
         self.graph = tf.Graph()
         config = tf.compat.v1.ConfigProto(
-            intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads
+            intra_op_parallelism_threads=threads.intra, inter_op_parallelism_threads=threads.inter
         )
         self.session = tf.compat.v1.Session(graph=self.graph, config=config)
         with self.graph.as_default():
@@ -176,13 +198,13 @@ class ModelManager:
       base_path: folder of integer version folders.
       policy: which versions to serve (`VersionPolicy`; the newest one by default).
       labels: `{label: version}` (`version_labels` of the model's config).
-      threads: per-session intra/inter-op threads (0: TensorFlow's default).
+      threads: every session's `SessionThreads`.
       on_load: optional `on_load(path, ok, seconds)` called after every load attempt.
       warm_up: replay each version's warm-up requests before serving it.
     """
 
     def __init__(self, name: str, base_path: str, policy: VersionPolicy = VersionPolicy(),
-                 labels: dict | None = None, threads: int = 0, on_load=None, warm_up: bool = True):
+                 labels: dict | None = None, threads: SessionThreads = SessionThreads(), on_load=None, warm_up: bool = True):
         self.name = name
         self.base_path = base_path
         self.policy = policy
@@ -323,11 +345,11 @@ class Models:
 
     Args:
       specs: `ModelSpec`s.
-      threads: per-session threads.
+      threads: every session's `SessionThreads`.
       on_load, warm_up: passed to every `ModelManager`.
     """
 
-    def __init__(self, specs: list[ModelSpec], threads: int = 0, on_load=None, warm_up: bool = True):
+    def __init__(self, specs: list[ModelSpec], threads: SessionThreads = SessionThreads(), on_load=None, warm_up: bool = True):
         self.threads = threads
         self.on_load = on_load
         self.warm_up = warm_up

@@ -70,7 +70,12 @@ def build_parser():
     add("--max_request_bytes", type=int, default=4 << 20, help="largest request")
     add("--max_concurrent", type=int, default=2, help="unbatched requests run at once")
     add("--max_queued", type=int, default=32, help="unbatched requests waiting beyond those; more are shed")
-    add("--session_threads", type=int, default=0, help="TensorFlow threads per session (0: default)")
+    add("--tensorflow_session_parallelism", type=int, default=0,
+        help="threads of each TensorFlow session, both pools (0: TensorFlow's choice)")
+    add("--tensorflow_intra_op_parallelism", type=int, default=0,
+        help="threads inside one op (with --tensorflow_inter_op_parallelism, instead of the above)")
+    add("--tensorflow_inter_op_parallelism", type=int, default=0,
+        help="ops run at once; negative: every op in the calling thread")
     add("--drain_seconds", type=float, default=10.0, help="grace period on SIGTERM")
     return parser
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+# Rows up to which a step's logits are computed as (E·hᵀ)ᵀ (see `TiedReadout.call`).
+SMALL_STEP_ROWS = 128
+
 
 @keras.saving.register_keras_serializable(package="tfode")
 class TiedReadout(keras.layers.Layer):
@@ -48,5 +51,15 @@ class TiedReadout(keras.layers.Layer):
         matrix = tf.cast(self.embedding.embeddings, tf.float32)
         # One 2-D matmul: `einsum("...d,vd->...v")` broadcasts the matrix over the batch axes.
         flat = tf.reshape(projected, [-1, tf.shape(projected)[-1]])
-        logits = tf.matmul(flat, matrix, transpose_b=True) + self.bias
+        if len(states.shape) == 2:
+            # A decoding step's few rows: E·hᵀ (the large matrix untransposed) then a transpose of
+            # the small result is about 1.5× faster on CPU up to ~100 rows, and slower past them.
+            logits = tf.cond(
+                tf.shape(flat)[0] <= SMALL_STEP_ROWS,
+                lambda: tf.transpose(tf.matmul(matrix, flat, transpose_b=True)),
+                lambda: tf.matmul(flat, matrix, transpose_b=True),
+            )
+        else:
+            logits = tf.matmul(flat, matrix, transpose_b=True)
+        logits = logits + self.bias
         return tf.reshape(logits, tf.concat([tf.shape(projected)[:-1], [-1]], axis=0))

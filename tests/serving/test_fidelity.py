@@ -136,13 +136,16 @@ def test_polling_flags_rest_off_and_the_default_version_policy(export_base, tmp_
     base = tmp_path / "exports"
     for number in (1, 2):
         shutil.copytree(export_base / MODEL_NAME / "1", base / MODEL_NAME / str(number))
-    # --file_system_poll_wait_seconds 0: one look at start; --rest_api_port 0: no REST.
+    # --file_system_poll_wait_seconds 0: one look at start; --rest_api_port 0: no REST; the
+    # session runs every op in the calling thread.
     server = ServerProcess(base, "--file_system_poll_wait_seconds", "0", "--rest_api_port", "0",
-                           "--enable_model_warmup", "false")
+                           "--enable_model_warmup", "false", "--tensorflow_intra_op_parallelism", "1",
+                           "--tensorflow_inter_op_parallelism", "-1")
     try:
         assert server.rest.endswith(":0")
         client = TFServingClient(server.grpc, MODEL_NAME)
         assert available(client) == [2]  # latest { num_versions: 1 } by default
+        assert client.decode(["a cat sees the dog ."])["lengths"][0] > 0
         with pytest.raises(ServingClientError) as caught:
             TFServingClient(server.grpc, MODEL_NAME, version=1).decode(["a ."])
         assert caught.value.code == "NOT_FOUND"
