@@ -75,9 +75,10 @@ PRESETS = {
         units=32, field_units=32, embedding_dim=16, synthetic_size=300, batch_size=32, epochs=2,
         vocab_size=500,
     ),
-    # Real text on a 2-core CPU, 30 minutes (docs/results.md). Input-word deletion (0.1) and an MMD
-    # prior penalty were tried against its latent paths and made them no better while costing
-    # reconstruction (docs/interpolation.md): neither is on here.
+    # Real text on a 2-core CPU, 30 minutes (docs/results.md). Input-word deletion (0.1), an MMD
+    # prior penalty and a variational latent with free bits were tried against its latent paths
+    # and made them no more gradual while costing reconstruction (docs/interpolation.md,
+    # docs/experiments.md): none is on here.
     "tatoeba-cpu": dict(
         data="tatoeba", units=256, field_type="gated", batch_size=64, learning_rate=2e-3,
         steps_per_unit=1.0, epochs=100, time_budget=1800, vocab_size=20000, min_count=2,
