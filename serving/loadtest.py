@@ -16,8 +16,9 @@ interpolate and trajectory requests. It prints requests/s, p50/p95/p99 latency, 
 (RESOURCE_EXHAUSTED or UNAVAILABLE answers, counted apart from errors) and, where the server
 exports Prometheus metrics, the mean batch size it formed. `--compare` runs gRPC and REST
 against an unbatched server and a batched one over the same export, one after the other, and
-prints the ratios; `--server-args` gives both servers the same further flags (for example their
-TensorFlow thread pools).
+prints the ratios and the CPU time each answered request cost the server and this client process
+(Linux; the two share the machine's cores); `--server-args` gives both servers the same further
+flags (for example their TensorFlow thread pools).
 """
 
 from __future__ import annotations
@@ -67,6 +68,23 @@ def resident_megabytes(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process has used, all its threads (Linux `/proc`), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_request(before, after, requests) -> float | None:
+    """Milliseconds of CPU per answered request between two `cpu_seconds` readings."""
+    if before is None or after is None or not requests:
+        return None
+    return 1000.0 * (after - before) / requests
 
 
 def check_loopback(target: str) -> None:
@@ -226,33 +244,38 @@ def report_compare(args) -> int:
                     run([(target, protocol == "REST")], args.clients, min(5.0, args.duration), 0,
                         args.model_name, args.workload)  # warm-up, not counted
                     before = batch_histogram(server.rest)
+                    cpu_before = cpu_seconds(server.pid), cpu_seconds(os.getpid())
                     result = run([(target, protocol == "REST")], args.clients, args.duration, args.max_requests,
                                  args.model_name, args.workload)
+                    cpu_after = cpu_seconds(server.pid), cpu_seconds(os.getpid())
                     after = batch_histogram(server.rest)
                     mean_batch = None
                     if name == "batched" and before and after and after[1] > before[1]:
                         mean_batch = (after[0] - before[0]) / (after[1] - before[1])
-                    rows.append((name, protocol, result, mean_batch))
+                    cpu = [cpu_per_request(b, a, len(result.every)) for b, a in zip(cpu_before, cpu_after)]
+                    rows.append((name, protocol, result, mean_batch, *cpu))
             finally:
                 server.stop()
     print(f"workload {args.workload}: {args.clients} concurrent clients, {args.duration:g} s per row, "
           f"{os.cpu_count()} CPU cores, model {args.model_name} from {args.export_base}"
           + (f"; both servers with {args.server_args}" if args.server_args else ""))
-    print("| server | API | requests/s | p50 ms | p95 ms | p99 ms | errors | sheds | mean batch |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, protocol, result, mean_batch in rows:
+    print("| server | API | requests/s | p50 ms | p95 ms | p99 ms | errors | sheds | mean batch "
+          "| server CPU ms/request | client CPU ms/request |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, protocol, result, mean_batch, server_cpu, client_cpu in rows:
         p50, p95, p99 = result.percentiles()
         batch = f"{mean_batch:.1f}" if mean_batch else "–"
+        cpu = " | ".join(f"{value:.2f}" if value is not None else "–" for value in (server_cpu, client_cpu))
         print(f"| {name} | {protocol} | {result.throughput:.1f} | {p50:.1f} | {p95:.1f} | {p99:.1f} | "
-              f"{sum(result.errors.values())} | {sum(result.sheds.values())} | {batch} |")
-    table = {(name, protocol): result for name, protocol, result, _ in rows}
+              f"{sum(result.errors.values())} | {sum(result.sheds.values())} | {batch} | {cpu} |")
+    table = {(name, protocol): result for name, protocol, result, *_ in rows}
     for protocol in ("gRPC", "REST"):
         plain, batched = table[("unbatched", protocol)], table[("batched", protocol)]
         print(f"{protocol}: batched / unbatched throughput {batched.throughput / plain.throughput:.2f}×; "
               f"p99 {batched.percentiles()[2]:.1f} against {plain.percentiles()[2]:.1f} ms")
     grpc, rest = table[("batched", "gRPC")], table[("batched", "REST")]
     print(f"batched: REST / gRPC throughput {rest.throughput / grpc.throughput:.2f}×")
-    return 0 if not any(result.errors for _, _, result, _ in rows) else 1
+    return 0 if not any(result.errors for _, _, result, *_ in rows) else 1
 
 
 def main(argv=None) -> int:

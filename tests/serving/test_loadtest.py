@@ -24,3 +24,38 @@ def test_flags_that_do_not_apply_are_refused(argv, message, capsys):
 def test_a_missing_export_is_refused(tmp_path, capsys):
     assert loadtest.main(["--compare", "--export-base", str(tmp_path)]) == 2
     assert "no model folder" in capsys.readouterr().err
+
+
+def test_cpu_time_is_read_per_process_and_per_request():
+    import os
+    import time
+
+    before = loadtest.cpu_seconds(os.getpid())
+    started = time.process_time()
+    while time.process_time() - started < 0.3:  # busy for 0.3 s of CPU
+        sum(range(1000))
+    after = loadtest.cpu_seconds(os.getpid())
+    assert before is not None and after - before >= 0.25
+    assert loadtest.cpu_per_request(before, before + 0.5, 100) == pytest.approx(5.0)
+    assert loadtest.cpu_per_request(None, after, 100) is None
+    assert loadtest.cpu_per_request(before, after, 0) is None
+    assert loadtest.cpu_seconds(2 ** 22 + 12345) is None  # no such process
+
+
+@pytest.mark.slow
+def test_compare_runs_both_servers_and_prints_one_table(export_base, capsys):
+    from support import MODEL_NAME
+
+    code = loadtest.main(["--compare", "--export-base", str(export_base), "--model-name", MODEL_NAME,
+                          "--clients", "4", "--duration", "1", "--workload", "decode1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| unbatched") or
+            line.startswith("| batched")]
+    assert [(row[0].strip(), row[1].strip()) for row in rows] == [
+        ("unbatched", "gRPC"), ("unbatched", "REST"), ("batched", "gRPC"), ("batched", "REST")]
+    for row in rows:
+        assert float(row[2]) > 0 and row[6].strip() == "0"  # answered, no errors
+        assert float(row[9]) > 0 and float(row[10]) > 0  # CPU per request, server and client
+    assert all(row[8].strip() != "–" for row in rows[2:])  # the batched server formed batches
+    assert "gRPC: batched / unbatched throughput" in out
