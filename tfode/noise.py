@@ -25,6 +25,10 @@ class TokenNoise(keras.layers.Layer):
       blank: probability of replacing each remaining word by `<unk>`.
       shuffle_distance: each word moves at most this many places (Lample et al.'s local
         shuffle: positions plus uniform noise in [0, k + 1), sorted); 0 keeps the order.
+      fades: when True, the layer holds a non-trainable scalar `strength` (initially 1) that
+        scales the deletion and blanking probabilities, so that a schedule
+        (`training.callbacks.NoiseFade`) can turn the corruption down as training ends; the
+        shuffle is not scaled.
       seed: seed of the draws; None draws one from Keras' global seed.
 
     Call arguments:
@@ -35,14 +39,20 @@ class TokenNoise(keras.layers.Layer):
     """
 
     def __init__(self, delete: float = 0.0, blank: float = 0.0, shuffle_distance: int = 0,
-                 seed: int | None = None, **kwargs):
+                 fades: bool = False, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.delete = check_rate("delete", delete)
         self.blank = check_rate("blank", blank)
         if int(shuffle_distance) < 0:
             raise ValueError(f"shuffle_distance must be >= 0, got {shuffle_distance}.")
         self.shuffle_distance = int(shuffle_distance)
+        self.fades = bool(fades)
+        if self.fades and not (self.delete or self.blank):
+            raise ValueError("fades scales delete and blank: give one of them.")
         self.seed = seed
+        # Created only when used, so models saved without a fade keep their variables.
+        self.strength = (self.add_weight(shape=(), initializer="ones", trainable=False, name="strength")
+                         if self.fades else None)
         self.seed_generator = keras.random.SeedGenerator(derive_seed(seed, 0), name="noise_seed")
 
     @property
@@ -54,16 +64,17 @@ class TokenNoise(keras.layers.Layer):
             return tokens
         is_word = tf.not_equal(tokens, PAD_ID)
         width = tf.shape(tokens)[1]
+        scale = tf.cast(self.strength, tf.float32) if self.fades else 1.0
         if self.delete:
             draw = keras.random.uniform(tf.shape(tokens), seed=self.seed_generator)
             first = tf.equal(tf.range(width)[None], 0)
-            keep = is_word & ((draw >= self.delete) | first)
+            keep = is_word & ((draw >= self.delete * scale) | first)
             kept = tf.ragged.boolean_mask(tokens, keep)
             tokens = kept.to_tensor(default_value=PAD_ID, shape=tf.shape(tokens))
             is_word = tf.not_equal(tokens, PAD_ID)
         if self.blank:
             draw = keras.random.uniform(tf.shape(tokens), seed=self.seed_generator)
-            tokens = tf.where(is_word & (draw < self.blank), tf.constant(UNK_ID, tokens.dtype), tokens)
+            tokens = tf.where(is_word & (draw < self.blank * scale), tf.constant(UNK_ID, tokens.dtype), tokens)
         if self.shuffle_distance:
             draw = keras.random.uniform(tf.shape(tokens), seed=self.seed_generator)
             positions = tf.cast(tf.range(width)[None], tf.float32)
@@ -74,4 +85,4 @@ class TokenNoise(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "delete": self.delete, "blank": self.blank,
-                "shuffle_distance": self.shuffle_distance, "seed": self.seed}
+                "shuffle_distance": self.shuffle_distance, "fades": self.fades, "seed": self.seed}

@@ -51,6 +51,11 @@ def _autoregressive(config):
             else "the trajectory decoder reads no previous words")
 
 
+def _input_noise(config):
+    return (None if config["input_noise"] or config["input_blank"]
+            else "there is no input deletion or blanking to fade (add --input-noise or --input-blank)")
+
+
 def _cosine(config):
     return None if config["lr_schedule"] == "cosine" else "the plateau schedule has no warm-up"
 
@@ -95,6 +100,8 @@ FLAGS = {
                         "(a denoising autoencoder)"),
     "input_blank": Flag("probability of replacing each input word of the encoder by <unk> in training"),
     "input_shuffle": Flag("farthest an input word of the encoder moves in training's local shuffle", int),
+    "input_noise_fade": Flag("share of training, at its end, over which the input deletion and "
+                             "blanking fade linearly to none (0: constant)", applies=_input_noise),
     "solver": Flag("ODE solver for training", str, TRAINING_SOLVERS, _ode),
     "steps_per_unit": Flag("fixed-grid solver steps per unit of time (per token at Δt 1)", applies=_fixed_grid),
     "rtol": Flag("adaptive solver relative tolerance", applies=_adaptive),
@@ -187,6 +194,8 @@ def check_flags(config: dict, given: set[str] = frozenset()) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1.")
     if config["vocab_size"] <= 4:
         raise ValueError("--vocab-size must exceed the 4 reserved tokens.")
+    if not 0.0 <= config["input_noise_fade"] <= 1.0:
+        raise ValueError("--input-noise-fade must be in [0, 1].")
     if config["warmup_steps"] < 0:
         raise ValueError("--warmup-steps must be at least 0.")
     if not config["learning_rate"] > 0 or not config["clipnorm"] > 0:
@@ -251,7 +260,8 @@ def build_model(config: dict, vocab_size: int):
     noise = None
     if config["input_noise"] or config["input_blank"] or config["input_shuffle"]:
         noise = TokenNoise(delete=config["input_noise"], blank=config["input_blank"],
-                           shuffle_distance=config["input_shuffle"], seed=config["seed"], name="input_noise")
+                           shuffle_distance=config["input_shuffle"], fades=bool(config["input_noise_fade"]),
+                           seed=config["seed"], name="input_noise")
     encoder = GRUEncoder(vocab_size, config["units"], embedding_dim=config["embedding_dim"],
                          bidirectional=config["bidirectional"], variational=config["variational"],
                          kl_weight=config["kl_weight"], dropout=config["dropout"], seed=config["seed"],

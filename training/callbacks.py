@@ -132,6 +132,25 @@ class SamplingRamp(ProgressSchedule):
         self.model.decoder.sampling_rate.assign(self.rate(step))
 
 
+class NoiseFade(ProgressSchedule):
+    """Fades the encoder's input noise (a `TokenNoise` built with `fades=True`) linearly from full
+    strength to none over the last `share` of training (see `ProgressSchedule`): the encoder learns
+    its layout from corrupted sentences, and the decoder ends on clean ones."""
+
+    def __init__(self, share: float, total_steps: int | None = None, seconds: float | None = None):
+        super().__init__(total_steps, seconds)
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"share must be in (0, 1], got {share}.")
+        self.share = share
+
+    def strength(self, step: int) -> float:
+        return min(1.0, (1.0 - self.progress(step)) / self.share)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        self.model.encoder.input_noise.strength.assign(self.strength(step))
+
+
 class KLAnnealing(keras.callbacks.Callback):
     """Raises the encoder's KL weight linearly from 0 to `target` over `steps` batches."""
 

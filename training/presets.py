@@ -30,6 +30,7 @@ DEFAULTS = dict(
     input_noise=0.0,
     input_blank=0.0,
     input_shuffle=0,
+    input_noise_fade=0.0,
     kinetic_energy=0.0,
     jacobian_norm=0.0,
     tied_embeddings=False,

@@ -249,6 +249,10 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), stra
         callback_list.append(callbacks.SamplingRamp(
             config["scheduled_sampling"], **schedule_length(config, steps_per_epoch)
         ))
+    if config["input_noise_fade"]:
+        callback_list.append(callbacks.NoiseFade(
+            config["input_noise_fade"], **schedule_length(config, steps_per_epoch)
+        ))
     if budget:
         callback_list.append(budget)
     callback_list.extend(extra_callbacks)

@@ -419,6 +419,25 @@ def test_token_noise_deletes_blanks_and_shuffles_in_training_only():
         tfode.TokenNoise(delete=1.0)
 
 
+def test_a_fading_noise_scales_deletion_and_blanking_by_its_strength():
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(10, 30, size=[400, 10]).astype("int32")
+    noise = tfode.TokenNoise(delete=0.3, blank=0.5, fades=True, seed=4)
+    assert float(noise.strength.numpy()) == 1.0 and not noise.strength.trainable
+    corrupted = noise(tokens, training=True).numpy()
+    assert (corrupted == UNK_ID).mean() > 0.25 and (corrupted == 0).mean() > 0.2
+    noise.strength.assign(0.5)
+    half = noise(tokens, training=True).numpy()
+    assert 0.12 < (half == 0).mean() < 0.15  # deletion at 0.15, the first word kept
+    noise.strength.assign(0.0)
+    np.testing.assert_array_equal(noise(tokens, training=True), tokens)
+    restored = tfode.TokenNoise.from_config(noise.get_config())
+    assert restored.fades and restored.strength is not None
+    assert tfode.TokenNoise(blank=0.1).strength is None  # no variable unless it fades
+    with pytest.raises(ValueError, match="fades"):
+        tfode.TokenNoise(shuffle_distance=2, fades=True)
+
+
 def test_the_latent_priors_penalties():
     keras.utils.set_random_seed(0)
     encoder = tfode.GRUEncoder(40, 8, embedding_dim=4, variational=True, free_bits=0.5, kl_weight=1.0)

@@ -63,6 +63,38 @@ def test_sampling_ramp_raises_the_decoders_rate_during_fit(tiny_text, tiny_token
     assert seen == pytest.approx([ramp.rate(step) for step in range(8)])
 
 
+def test_noise_fade_turns_the_encoders_input_noise_down_over_the_end_of_training(tiny_text, tiny_tokens):
+    import tfode
+    from tests.helpers import small_model
+    from tfode.tokens import append_eos
+
+    fade = callbacks.NoiseFade(0.5, total_steps=8)
+    assert [fade.strength(step) for step in (0, 4, 6, 8, 20)] == pytest.approx([1.0, 1.0, 0.5, 0.0, 0.0])
+    with pytest.raises(ValueError, match="share"):
+        callbacks.NoiseFade(0.0, total_steps=8)
+    noise = tfode.TokenNoise(blank=0.2, fades=True, seed=0)
+    model = small_model(tiny_text.vocabulary_size, "gru", units=16, embedding_dim=8,
+                        encoder=dict(input_noise=noise))
+    model.compile(keras.optimizers.Adam(1e-3))
+    seen = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: seen.append(float(noise.strength.numpy()))
+    )
+    model.fit(tiny_tokens, append_eos(tiny_tokens), batch_size=1, epochs=1, callbacks=[fade, record], verbose=0)
+    assert seen == pytest.approx([fade.strength(step) for step in range(8)])
+
+
+def test_a_run_fades_its_input_noise_only_when_asked():
+    from training import builder
+
+    config = presets.resolve("tiny", {"input_blank": 0.1, "input_noise_fade": 0.3})
+    assert builder.build_model(config, 50).encoder.input_noise.fades
+    with pytest.raises(ValueError, match="--input-noise-fade does not apply"):
+        builder.check_flags(presets.resolve("tiny", {"input_noise_fade": 0.3}), {"input_noise_fade"})
+    with pytest.raises(ValueError, match="--input-noise-fade must be"):
+        builder.check_flags(presets.resolve("tiny", {"input_blank": 0.1, "input_noise_fade": 1.5}))
+
+
 def tfode_model(vocab_size):
     from tests.helpers import small_model
 
