@@ -71,7 +71,8 @@ def training_command(run_dir) -> str:
     from training import presets
     from training.rundir import read_config
 
-    config = read_config(run_dir)
+    # A setting the run's configuration lacks did not exist when it was trained: it ran with the default.
+    config = {**presets.DEFAULTS, **read_config(run_dir)}
     preset = config.get("preset")
     base = presets.resolve(preset, {"decoder": config["decoder"]})
     flags = [] if preset is None else ["--preset", preset]

@@ -1,5 +1,6 @@
 """Latent path metrics, the reference language model that judges fluency, and their wiring."""
 
+import json
 import math
 
 import numpy as np
@@ -137,3 +138,9 @@ def test_a_runs_training_command_names_what_differs_from_its_preset(tmp_path):
         position = command.index(flags[0])
         assert command[position : position + len(flags)] == flags
     assert "--units" not in command  # the preset's own values are not repeated
+    # A run trained before a setting existed ran with its default, even where the preset now differs.
+    older = json.loads((tmp_path / "run" / "config.json").read_text())
+    del older["input_noise"]
+    (tmp_path / "run" / "config.json").write_text(json.dumps(older))
+    command = bench_interpolation.training_command(run_dir).split()
+    assert command[command.index("--input-noise") + 1] == str(float(presets.DEFAULTS["input_noise"]))
