@@ -52,7 +52,8 @@ def _autoregressive(config):
 
 
 def _input_noise(config):
-    return (None if config["input_noise"] or config["input_blank"]
+    # Turning the fade off applies to any run: a command may say so against a preset that fades.
+    return (None if config["input_noise"] or config["input_blank"] or not config["input_noise_fade"]
             else "there is no input deletion or blanking to fade (add --input-noise or --input-blank)")
 
 

@@ -91,6 +91,7 @@ def test_a_run_fades_its_input_noise_only_when_asked():
     assert builder.build_model(config, 50).encoder.input_noise.fades
     with pytest.raises(ValueError, match="--input-noise-fade does not apply"):
         builder.check_flags(presets.resolve("tiny", {"input_noise_fade": 0.3}), {"input_noise_fade"})
+    builder.check_flags(presets.resolve("tiny", {"input_noise_fade": 0.0}), {"input_noise_fade"})  # off: fine
     with pytest.raises(ValueError, match="--input-noise-fade must be"):
         builder.check_flags(presets.resolve("tiny", {"input_blank": 0.1, "input_noise_fade": 1.5}))
 
