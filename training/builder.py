@@ -261,7 +261,8 @@ def build_model(config: dict, vocab_size: int):
     noise = None
     if config["input_noise"] or config["input_blank"] or config["input_shuffle"]:
         noise = TokenNoise(delete=config["input_noise"], blank=config["input_blank"],
-                           shuffle_distance=config["input_shuffle"], fades=bool(config["input_noise_fade"]),
+                           shuffle_distance=config["input_shuffle"],
+                           fades=bool(config["input_noise_fade"] and (config["input_noise"] or config["input_blank"])),
                            seed=config["seed"], name="input_noise")
     encoder = GRUEncoder(vocab_size, config["units"], embedding_dim=config["embedding_dim"],
                          bidirectional=config["bidirectional"], variational=config["variational"],

@@ -249,7 +249,7 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), stra
         callback_list.append(callbacks.SamplingRamp(
             config["scheduled_sampling"], **schedule_length(config, steps_per_epoch)
         ))
-    if config["input_noise_fade"]:
+    if model.encoder.input_noise is not None and model.encoder.input_noise.fades:
         callback_list.append(callbacks.NoiseFade(
             config["input_noise_fade"], **schedule_length(config, steps_per_epoch)
         ))

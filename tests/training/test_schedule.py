@@ -92,6 +92,11 @@ def test_a_run_fades_its_input_noise_only_when_asked():
     with pytest.raises(ValueError, match="--input-noise-fade does not apply"):
         builder.check_flags(presets.resolve("tiny", {"input_noise_fade": 0.3}), {"input_noise_fade"})
     builder.check_flags(presets.resolve("tiny", {"input_noise_fade": 0.0}), {"input_noise_fade"})  # off: fine
+    # A fade that comes with a preset has nothing to do once its noise is turned off.
+    config = presets.resolve("tiny", {"input_noise_fade": 0.3, "input_shuffle": 2})
+    builder.check_flags(config, {"input_shuffle"})
+    assert not builder.build_model(config, 50).encoder.input_noise.fades
+    assert builder.build_model(presets.resolve("tiny", {"input_noise_fade": 0.3}), 50).encoder.input_noise is None
     with pytest.raises(ValueError, match="--input-noise-fade must be"):
         builder.check_flags(presets.resolve("tiny", {"input_blank": 0.1, "input_noise_fade": 1.5}))
 
