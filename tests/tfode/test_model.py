@@ -44,7 +44,7 @@ CONFIGURATIONS = {
         encoder=dict(bidirectional=True, dropout=0.1))),
     "gru": ("gru", {}),
     "gru-sampled-tied": ("gru", dict(scheduled_sampling=0.5, dropout=0.2, tied_embeddings=True)),
-    "gru-denoising-wae": ("gru", dict(encoder=dict(input_noise=tfode.TokenNoise(delete=0.3, blank=0.1, shuffle_distance=2),
+    "gru-denoising-wae": ("gru", dict(encoder=dict(input_noise=tfode.TokenNoise(delete=0.3, blank=0.1, shuffle_distance=2, fades=True),
                                                    mmd_weight=1.0))),
     "odernn-variational-free-bits": ("odernn", dict(encoder=dict(variational=True, kl_weight=0.5, free_bits=0.1))),
 }
