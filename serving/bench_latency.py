@@ -16,9 +16,8 @@ import sys
 import time
 
 import numpy as np
-import tensorflow as tf
-import tensorflow_text  # noqa: F401  (the graphs' text ops)
 
+from serving.cli import HelpFormatter
 from serving.client import TFServingClient
 from serving.launch import ServerProcess
 from serving.loadtest import SENTENCES
@@ -42,16 +41,19 @@ def time_calls(call, requests, warmup=5):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.bench_latency", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--export-base", required=True)
-    parser.add_argument("--model-name", default="tfode")
-    parser.add_argument("--requests", type=int, default=200)
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--export-base", required=True, help="the folder of the export's versions")
+    parser.add_argument("--model-name", default="tfode", help="the model's name on the server")
+    parser.add_argument("--requests", type=int, default=200, help="timed requests per path")
     args = parser.parse_args(argv)
     model_dir = os.path.join(args.export_base, args.model_name)
     versions = sorted(int(v) for v in os.listdir(model_dir) if v.isdigit()) if os.path.isdir(model_dir) else []
     if not versions:
         print(f"error: no version under {model_dir}", file=sys.stderr)
         return 2
+    import tensorflow as tf  # after the arguments, so that --help answers at once
+    import tensorflow_text  # noqa: F401  (the graphs' text ops)
+
     decode = tf.saved_model.load(os.path.join(model_dir, str(versions[-1]))).signatures["decode"]
     batches = {1: SENTENCES[:1], 32: (SENTENCES * 6)[:32]}
 

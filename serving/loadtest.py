@@ -38,6 +38,7 @@ import urllib.request
 
 import numpy as np
 
+from serving.cli import HelpFormatter
 from serving.client import ServingClientError, TFServingClient
 
 SENTENCES = [
@@ -53,10 +54,6 @@ num_batch_threads { value: 1 }
 max_enqueued_batches { value: 4 }
 """
 MONITORING = 'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module's docstring as written, and each flag's default."""
 
 
 def resident_megabytes(pid: int) -> float | None:
@@ -290,7 +287,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-requests", type=int, default=0, help="stop after this many (0: no cap)")
     parser.add_argument("--workload", choices=["mix", "decode1"], default="mix",
                         help="decode1: one sentence per request; mix: decode, interpolate, trajectory")
-    parser.add_argument("--model-name", default="tfode")
+    parser.add_argument("--model-name", default="tfode", help="the model's name on the server")
     parser.add_argument("--server-pid", type=int, help="report this process's RSS before and after")
     parser.add_argument("--compare", action="store_true",
                         help="start an unbatched and a batched server on --export-base and compare them")

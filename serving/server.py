@@ -28,12 +28,10 @@ import signal
 import sys
 import threading
 
+from serving.cli import HelpFormatter
+
 # TensorFlow loads only once the arguments are read (serving.frontends), so --help answers at once.
 
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module's docstring as written, and each flag's default."""
 
 def _boolean(text: str) -> bool:
     if text.lower() in ("true", "1", "yes"):

@@ -1,5 +1,6 @@
 """The package: a wheel built from the checkout installs and runs its console scripts on its own."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -50,3 +51,52 @@ def test_a_wheel_installs_into_a_fresh_environment_and_its_commands_run(tmp_path
     run([str(bin_dir / "tfode-train"), "--preset", "tiny", "--epochs", "1", "--run-dir", "run", "--quiet"],
         cwd=work, env=environ)
     assert (work / "run" / "model.keras").exists()
+
+
+COMMANDS = sorted(
+    f"{package}.{name[:-3]}"
+    for package in ("training", "serving")
+    for name in os.listdir(os.path.join(ROOT, package))
+    if name.endswith(".py") and 'if __name__ == "__main__"' in open(os.path.join(ROOT, package, name)).read()
+)
+
+# Runs a command's `--help` in a fresh process, keeping the parser it built (and its subcommands'
+# parsers), and prints what a user would miss: flags whose help hides their default, and whether
+# TensorFlow was imported to answer.
+HELP_PROBE = """
+import argparse, json, runpy, sys
+parsers = []
+def keep(self, args=None, namespace=None):
+    parsers.append(self)
+    raise SystemExit(0)
+argparse.ArgumentParser.parse_args = keep
+sys.argv = [sys.argv[1], "--help"]
+try:
+    runpy.run_module(sys.argv[0], run_name="__main__")
+except SystemExit:
+    pass
+hidden, queue = [], list(parsers)
+while queue:
+    parser = queue.pop()
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            queue.extend(action.choices.values())
+            continue
+        unset = action.default is None or action.default is False or action.default is argparse.SUPPRESS
+        if not action.option_strings or unset or action.help is argparse.SUPPRESS:
+            continue
+        if not action.help or "default" not in formatter._expand_help(action):
+            hidden.append(action.option_strings[-1])
+print(json.dumps({"parsers": len(parsers), "hidden": hidden,
+                  "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_answers_help_without_tensorflow_and_shows_each_default(command):
+    result = run([sys.executable, "-c", HELP_PROBE, command], cwd=ROOT)
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe["parsers"] == 1, f"{command} did not reach its argument parser"
+    assert probe["hidden"] == [], f"{command} --help hides the default of {probe['hidden']}"
+    assert not probe["tensorflow"], f"{command} imports TensorFlow before reading its arguments"

@@ -12,12 +12,10 @@ import os
 import statistics
 import time
 
-import training  # noqa: F401  (sets the Keras backend)
-import keras
 import numpy as np
 
-from tfode.tokens import append_eos
-from training import builder, presets
+import training  # noqa: F401  (sets the Keras backend)
+from training.cli import HelpFormatter
 
 SETTINGS = [
     ("trajectory", "dopri5", {"solver": "dopri5"}),
@@ -29,6 +27,10 @@ SETTINGS = [
 
 
 def time_train_steps(decoder, solver, args, tokens, targets):
+    import keras
+
+    from training import builder, presets
+
     keras.utils.set_random_seed(0)
     config = presets.resolve(None, {"decoder": decoder, "units": args.units, "max_length": args.length,
                                     **solver})
@@ -46,14 +48,15 @@ def time_train_steps(decoder, solver, args, tokens, targets):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--length", type=int, default=14)
-    parser.add_argument("--units", type=int, default=256)
-    parser.add_argument("--vocab", type=int, default=8000)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--batch", type=int, default=64, help="sentences per step")
+    parser.add_argument("--length", type=int, default=14, help="tokens per sentence")
+    parser.add_argument("--units", type=int, default=256, help="hidden units")
+    parser.add_argument("--vocab", type=int, default=8000, help="vocabulary size")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (the median is printed)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     args = parser.parse_args(argv)
+    from tfode.tokens import append_eos  # TensorFlow loads after the arguments are read
 
     rng = np.random.default_rng(0)
     tokens = rng.integers(4, args.vocab, size=(args.batch, args.length)).astype("int32")

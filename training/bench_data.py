@@ -21,6 +21,8 @@ import sys
 import tempfile
 import time
 
+from training.cli import HelpFormatter
+
 POOL = 200_000
 
 
@@ -62,8 +64,9 @@ def measure(path: str) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.bench_data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lines", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000])
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--lines", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000],
+                        help="corpus sizes to measure, one fresh process each")
     parser.add_argument("--source", default="grammar", help="grammar, or a corpus file to draw lines from")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: the child process
     args = parser.parse_args(argv)

@@ -20,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 
+from training.cli import HelpFormatter
+
 DEFAULT_JOB = ["--data", "synthetic", "--preset", "tiny", "--decoder", "odernn", "--epochs", "1",
                "--dropout", "0.2", "--scheduled-sampling", "0.5", "--word-dropout", "0.1"]
 
@@ -45,10 +47,11 @@ def round_of_runs(count: int, seed: int, extra: list[str], folder: str) -> list[
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--side-by-side", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=3)
+    parser = argparse.ArgumentParser(prog="python -m training.bench_determinism", description=__doc__,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of runs, one after the other")
+    parser.add_argument("--side-by-side", type=int, default=3, help="runs started together in each round")
+    parser.add_argument("--seed", type=int, default=3, help="the seed of every run")
     parser.add_argument("extra", nargs="*", help="further training.train flags (after --)")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.side_by_side < 1:

@@ -20,6 +20,7 @@ import sys
 import tempfile
 
 from serving.launch import free_port
+from training.cli import HelpFormatter
 
 
 def run_cluster(workers: int, flags: list[str], folder: str) -> dict:
@@ -43,12 +44,12 @@ def run_cluster(workers: int, flags: list[str], folder: str) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.bench_distributed", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to compare")
-    parser.add_argument("--preset", default="synthetic")
-    parser.add_argument("--decoder", default="odernn")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--synthetic-size", type=int, default=6000)
+    parser.add_argument("--preset", default="synthetic", help="training preset of every run")
+    parser.add_argument("--decoder", default="odernn", help="decoder of every run")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per run")
+    parser.add_argument("--synthetic-size", type=int, default=6000, help="sentences of the built-in grammar")
     parser.add_argument("--batch-size", type=int, default=64, help="per replica")
     args = parser.parse_args(argv)
     if any(count < 1 or count > 8 for count in args.workers):

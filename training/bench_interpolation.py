@@ -25,6 +25,7 @@ import sys
 
 import training  # noqa: F401  (sets the Keras backend before Keras loads)
 from training.bench_quality import DEFAULT_DATA, measured_on, relative_command, relative_path
+from training.cli import HelpFormatter
 
 FIGURES = ("fluent", "grammatical", "real", "gradual", "smooth", "monotone", "distinct", "endpoints")
 
@@ -96,7 +97,7 @@ def calibration_lines(judge) -> list[str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.bench_interpolation", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--runs", nargs="+", help="NAME=RUN_DIR of runs trained before")
     parser.add_argument("--train", nargs="+", help='NAME="FLAGS": runs to train first (default: none)')
     parser.add_argument("--preset", default="tatoeba-cpu", help="preset of the runs to train (default: tatoeba-cpu)")

@@ -22,6 +22,7 @@ import sys
 from typing import NamedTuple
 
 import training  # noqa: F401  (sets the Keras backend before Keras loads)
+from training.cli import HelpFormatter
 
 DEFAULT_DATA = os.path.join("..", "shared", "data", "fra-eng-dev.zip")
 
@@ -249,18 +250,18 @@ def write_results(path, results, command, lines):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.bench_quality", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--data", default=DEFAULT_DATA, help="the Tatoeba zip (or any data source)")
     parser.add_argument("--budget", type=float, default=1800, help="training seconds per model")
     parser.add_argument("--epochs", type=int, default=1000, help="epoch cap (the budget normally ends training)")
     parser.add_argument("--decoders", nargs="+", default=["trajectory", "odernn", "gru"],
-                        choices=["trajectory", "odernn", "gru"])
-    parser.add_argument("--beam-width", type=int, default=4)
+                        choices=["trajectory", "odernn", "gru"], help="decoders to train and compare")
+    parser.add_argument("--beam-width", type=int, default=4, help="beam width of the beam-search columns")
     parser.add_argument("--limit", type=int, help="evaluate on at most this many test sentences")
-    parser.add_argument("--out-dir", default=os.path.join("runs", "quality"))
+    parser.add_argument("--out-dir", default=os.path.join("runs", "quality"), help="where runs are trained")
     parser.add_argument("--reuse", action="store_true",
                         help="evaluate runs already trained in --out-dir instead of training them again")
-    parser.add_argument("--results", default=os.path.join("docs", "results.md"))
+    parser.add_argument("--results", default=os.path.join("docs", "results.md"), help="the Markdown file written")
     args = parser.parse_args(argv)
     if data_missing(args.data):
         return 2

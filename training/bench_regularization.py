@@ -22,6 +22,7 @@ import sys
 
 import training  # noqa: F401  (sets the Keras backend before Keras loads)
 from training.bench_quality import DEFAULT_DATA, data_missing, measured_on, relative_command, settings_line
+from training.cli import HelpFormatter
 
 SETTINGS = ("none", "kinetic", "jacobian", "both")
 
@@ -90,18 +91,19 @@ def table(results) -> list[str]:
 
 def parser() -> argparse.ArgumentParser:
     result = argparse.ArgumentParser(prog="python -m training.bench_regularization", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     result.add_argument("--data", default=DEFAULT_DATA, help="the Tatoeba zip (or any data source)")
     result.add_argument("--budget", type=float, default=600, help="training seconds per setting")
     result.add_argument("--epochs", type=int, default=1000, help="epoch cap (the budget normally ends training)")
-    result.add_argument("--settings", nargs="+", default=["none", "both"], choices=SETTINGS)
+    result.add_argument("--settings", nargs="+", default=["none", "both"], choices=SETTINGS,
+                        help="regularisers to compare")
     result.add_argument("--kinetic-energy", type=float, default=0.05, help="λ of the kinetic energy")
     result.add_argument("--jacobian-norm", type=float, default=0.05, help="λ of the Jacobian norm")
     result.add_argument("--limit", type=int, default=1000, help="test sentences to evaluate")
     result.add_argument("--batch-size", type=int, default=128,
                         help="sentences per batch (docs/regularization.md was measured at 128)")
-    result.add_argument("--out-dir", default=os.path.join("runs", "regularization"))
-    result.add_argument("--results", default=os.path.join("docs", "regularization.md"))
+    result.add_argument("--out-dir", default=os.path.join("runs", "regularization"), help="where runs are trained")
+    result.add_argument("--results", default=os.path.join("docs", "regularization.md"), help="the Markdown file written")
     return result
 
 

@@ -1,0 +1,7 @@
+"""What the serving commands share on their command line (standard library only)."""
+
+import argparse
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module's docstring as written, and each flag's default."""
