@@ -68,8 +68,10 @@ def test_interrupted_export_leaves_no_version_folder(tmp_path, tiny_text, monkey
 
 
 @pytest.mark.slow
-def test_cli_refuses_existing_export_version_and_bad_run_dir(tmp_path, tiny_text):
+def test_cli_refuses_existing_export_version_and_bad_run_dir(tmp_path, tiny_text, capsys):
     import json
+
+    from training import export
 
     run_dir = tmp_path / "run"
     tiny_text.save(str(run_dir))
@@ -81,14 +83,16 @@ def test_cli_refuses_existing_export_version_and_bad_run_dir(tmp_path, tiny_text
     (base / "m" / "1" / "keep.txt").write_text("untouched")
     common = ["--export-base", str(base), "--model-name", "m", "--version", "1"]
 
-    result = run_cli("training.export", "--run-dir", str(tmp_path / "no-run"), *common)
-    assert result.returncode == 2 and "not a training run" in result.stderr
-    result = run_cli("training.export", "--run-dir", str(run_dir), *common, "--no-such-flag")
-    assert result.returncode == 2 and "unrecognized arguments" in result.stderr
-    result = run_cli("training.export", "--run-dir", str(run_dir), *common, "--solver", "rk4", "--rtol", "1e-5")
-    assert result.returncode == 2 and "--rtol does not apply" in result.stderr
-    result = run_cli("training.export", "--run-dir", str(run_dir), *common)
-    assert result.returncode == 2 and "exists" in result.stderr
+    # The refusals in this process (the command's `main`), the export itself through the CLI.
+    assert export.main(["--run-dir", str(tmp_path / "no-run"), *common]) == 2
+    assert "not a training run" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        export.main(["--run-dir", str(run_dir), *common, "--no-such-flag"])
+    assert stopped.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
+    assert export.main(["--run-dir", str(run_dir), *common, "--solver", "rk4", "--rtol", "1e-5"]) == 2
+    assert "--rtol does not apply" in capsys.readouterr().err
+    assert export.main(["--run-dir", str(run_dir), *common]) == 2
+    assert "exists" in capsys.readouterr().err
     assert (base / "m" / "1" / "keep.txt").read_text() == "untouched"
     result = run_cli("training.export", "--run-dir", str(run_dir), *common, "--overwrite")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -139,10 +143,13 @@ def test_nan_mid_training_stops_with_its_cause_and_keeps_the_last_good_checkpoin
 
 
 @pytest.mark.slow
-def test_step_size_collapse_stops_the_cli_with_its_cause(tmp_path):
+def test_step_size_collapse_stops_the_cli_with_its_cause(tmp_path, capsys):
+    from training import train
+
     run_dir = tmp_path / "run"
-    result = run_cli("training.train", "--data", "synthetic", "--preset", "tiny", "--solver", "dopri5",
-                     "--max-nfe", "5", "--run-dir", str(run_dir), "--quiet")
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "step size collapsed" in result.stderr and "no checkpoint" in result.stderr
+    code = train.main(["--data", "synthetic", "--preset", "tiny", "--solver", "dopri5",
+                       "--max-nfe", "5", "--run-dir", str(run_dir), "--quiet"])
+    errors = capsys.readouterr().err
+    assert code == 2, errors[-2000:]
+    assert "step size collapsed" in errors and "no checkpoint" in errors
     assert not (run_dir / "model.keras").exists() and not (run_dir / "checkpoints" / "last.keras").exists()

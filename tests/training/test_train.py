@@ -89,15 +89,17 @@ def test_finished_run_and_changed_configuration_are_refused(trained_run):
     assert os.path.getmtime(os.path.join(trained_run, "model.keras")) == before
 
 
-@pytest.mark.slow
-def test_cli_rejects_bad_flags_and_missing_data(tmp_path):
-    result = run_cli("training.train", "--data", "synthetic", "--run-dir", str(tmp_path / "a"), "--decoder", "lstm")
-    assert result.returncode == 2 and "invalid choice" in result.stderr
-    result = run_cli("training.train", "--data", str(tmp_path / "missing.txt"), "--run-dir", str(tmp_path / "b"))
-    assert result.returncode == 2 and "No data file" in result.stderr
+def test_cli_rejects_bad_flags_and_missing_data(tmp_path, capsys):
+    from training import evaluate, train
+
+    with pytest.raises(SystemExit) as stopped:
+        train.main(["--data", "synthetic", "--run-dir", str(tmp_path / "a"), "--decoder", "lstm"])
+    assert stopped.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    assert train.main(["--data", str(tmp_path / "missing.txt"), "--run-dir", str(tmp_path / "b")]) == 2
+    assert "No data file" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "b" / "model.keras")
-    result = run_cli("training.evaluate", "--run-dir", str(tmp_path / "nothing"))
-    assert result.returncode == 2 and "not a training run" in result.stderr
+    assert evaluate.main(["--run-dir", str(tmp_path / "nothing")]) == 2
+    assert "not a training run" in capsys.readouterr().err
 
 
 @pytest.mark.slow
