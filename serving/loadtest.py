@@ -292,8 +292,8 @@ def main(argv=None) -> int:
     parser.add_argument("--compare", action="store_true",
                         help="start an unbatched and a batched server on --export-base and compare them")
     parser.add_argument("--export-base", help="with --compare: the export folder (holds MODEL_NAME/VERSION)")
-    parser.add_argument("--batching-parameters-file", help="with --compare: the batched server's parameters "
-                        "(default: max_batch_size 32, batch_timeout_micros 5000, num_batch_threads 1)")
+    parser.add_argument("--batching-parameters-file", help="with --compare: the batched server's parameters; none: max_batch_size 32, "
+                        "batch_timeout_micros 5000, num_batch_threads 1")
     parser.add_argument("--server-args", default="",
                         help="with --compare: more flags for both servers, as one string "
                         "(e.g. \"--tensorflow_intra_op_parallelism 1 --tensorflow_inter_op_parallelism -1\")")
