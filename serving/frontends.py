@@ -86,7 +86,7 @@ def tensor_proto(value: np.ndarray):
     proto.tensor_shape.SetInParent()  # written even for a scalar, as make_tensor_proto does
     for size in value.shape:
         proto.tensor_shape.dim.add(size=size)
-    if field != "string_val" and field != "bool_val" and value.size > 1:
+    if field not in ("string_val", "bool_val") and value.size > 1:
         proto.tensor_content = np.ascontiguousarray(value).tobytes()  # as make_tensor_proto: native order
     else:
         getattr(proto, field).extend(value.ravel().tolist())
