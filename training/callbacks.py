@@ -1,11 +1,13 @@
-"""Callbacks that Keras does not ship: atomic checkpoints, a wall-clock budget, a learning-rate
+"""Callbacks that Keras does not ship: atomic checkpoints and backups, a wall-clock budget, a learning-rate
 schedule and a scheduled-sampling ramp that can end with that budget, KL annealing, and a stop
 that names why training went wrong."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import shutil
 import time
 
 import keras
@@ -37,6 +39,29 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         if value is not None and value < self.best:
             self.best = value
             save_model_atomically(self.model, os.path.join(self.directory, "best.keras"))
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' `BackupAndRestore` whose files are each written under a temporary name and renamed
+    over the old one, so that a process killed while it backs up leaves the previous backup
+    whole. Keras writes them in place: a worker killed mid-write left a truncated file that
+    failed the restart. Restoring, and the previous copy `double_checkpoint` keeps, are Keras'.
+    The backup folder must be local (renames are atomic within one file system)."""
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        if self.double_checkpoint:
+            for path, previous in ((self._weights_path, self._prev_weights_path),
+                                   (self._training_metadata_path, self._prev_training_metadata_path)):
+                if os.path.exists(path):
+                    shutil.copyfile(path, previous + ".partial")
+                    os.replace(previous + ".partial", previous)
+        partial = os.path.join(self.backup_dir, "partial.weights.h5")  # Keras wants the suffix
+        self.model.save_weights(partial, overwrite=True)
+        os.replace(partial, self._weights_path)
+        with open(self._training_metadata_path + ".partial", "w") as handle:
+            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, handle)
+        os.replace(self._training_metadata_path + ".partial", self._training_metadata_path)
 
 
 class TimeBudget(keras.callbacks.Callback):

@@ -230,7 +230,7 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), stra
     budget = callbacks.TimeBudget(config["time_budget"]) if config["time_budget"] else None
     divergence = callbacks.StopOnDivergence(max_nfe=config["max_nfe"])
     callback_list = [
-        keras.callbacks.BackupAndRestore(
+        callbacks.AtomicBackupAndRestore(
             os.path.join(run_dir, "backup"), save_freq=max(1, steps_per_epoch // 4), double_checkpoint=True
         ),
         callbacks.AtomicCheckpoint(os.path.join(run_dir, "checkpoints"), divergence=divergence),

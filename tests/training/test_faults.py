@@ -153,3 +153,43 @@ def test_step_size_collapse_stops_the_cli_with_its_cause(tmp_path, capsys):
     assert code == 2, errors[-2000:]
     assert "step size collapsed" in errors and "no checkpoint" in errors
     assert not (run_dir / "model.keras").exists() and not (run_dir / "checkpoints" / "last.keras").exists()
+
+
+class Killed(BaseException):
+    """Stands for the process being killed in the middle of a write."""
+
+
+def test_a_backup_killed_mid_write_leaves_the_previous_one_whole_and_restorable(tmp_path, monkeypatch):
+    def dense():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        model.compile(keras.optimizers.Adam(), loss="mse")
+        return model
+
+    model = dense()
+    backup = callbacks.AtomicBackupAndRestore(str(tmp_path), save_freq=1, double_checkpoint=True)
+    backup.set_model(model)
+    backup._current_epoch, backup._last_batch_seen = 2, 5
+    backup._save_model()
+    weights_file, metadata_file = tmp_path / "latest.weights.h5", tmp_path / "training_metadata.json"
+    whole = weights_file.read_bytes(), metadata_file.read_text()
+    saved = [value.copy() for value in model.get_weights()]
+
+    def killed_while_writing(filepath, overwrite=True):
+        with open(filepath, "wb") as handle:
+            handle.write(whole[0][:100])  # the first bytes of a weights file, then the kill
+        raise Killed()
+
+    model.set_weights([value + 1.0 for value in saved])
+    monkeypatch.setattr(model, "save_weights", killed_while_writing)
+    backup._current_epoch = 3
+    with pytest.raises(Killed):
+        backup._save_model()
+    assert (weights_file.read_bytes(), metadata_file.read_text()) == whole
+
+    restarted = dense()
+    restore = callbacks.AtomicBackupAndRestore(str(tmp_path), save_freq=1, double_checkpoint=True)
+    restore.set_model(restarted)
+    restore.on_train_begin()
+    for restored, expected in zip(restarted.get_weights(), saved):
+        np.testing.assert_array_equal(restored, expected)
+    assert restarted._initial_epoch == 2

@@ -81,8 +81,9 @@ def test_a_killed_worker_is_resumed_from_the_backup(tmp_path):
     epochs_before = len(history.read_text().splitlines()) - 1
     processes = start_workers(run_dir, ports, epochs=3)
     outputs = finish(processes)
-    for process, output in zip(processes, outputs):
-        assert process.returncode == 0, output[-3000:]
+    codes = [process.returncode for process in processes]
+    assert codes == [0, 0], "\n\n".join(f"worker {index} exited {code}:\n{output[-3000:]}"
+                                          for index, (code, output) in enumerate(zip(codes, outputs)))
     assert digest(outputs[0]) == digest(outputs[1])
     rows = history.read_text().splitlines()[1:]
     epochs = [int(row.split(",")[0]) for row in rows]
