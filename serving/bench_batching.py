@@ -25,11 +25,6 @@ from serving.cli import HelpFormatter
 from serving.loadtest import SENTENCES
 
 
-def newest_version(model_dir: str) -> int | None:
-    versions = [int(name) for name in os.listdir(model_dir) if name.isdigit()] if os.path.isdir(model_dir) else []
-    return max(versions) if versions else None
-
-
 def measure(version, rows: int, threads: int, seconds: float) -> dict:
     """Runs `decode` on `rows` sentences from `threads` threads for `seconds`; returns the
     sentences/s, ms per run, cores used and CPU ms per sentence."""
@@ -60,7 +55,7 @@ def measure(version, rows: int, threads: int, seconds: float) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.bench_batching", description=__doc__,
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--export-base", required=True, help="the folder of the model's versions' folder")
+    parser.add_argument("--export-base", required=True, help="the export folder (holds MODEL_NAME/VERSION)")
     parser.add_argument("--model-name", default="tfode", help="the model's folder under --export-base")
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 16], help="sentences per run")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="threads calling the session at once")
@@ -72,18 +67,18 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if min(args.rows) < 1 or min(args.threads) < 1 or args.seconds <= 0:
         parser.error("--rows and --threads must be >= 1 and --seconds > 0")
-    model_dir = os.path.join(args.export_base, args.model_name)
-    version_number = newest_version(model_dir)
-    if version_number is None:
-        print(f"error: no version under {model_dir}", file=sys.stderr)
-        return 2
-
     import tensorflow_text  # noqa: F401  (the graphs' text ops; loaded after the arguments are read)
 
-    from serving.model_manager import LoadedVersion, SessionThreads
+    from serving.model_manager import LoadedVersion, SessionThreads, versions_on_disk
 
+    model_dir = os.path.join(args.export_base, args.model_name)
+    versions = versions_on_disk(model_dir)
+    if not versions:
+        print(f"error: no version under {model_dir}", file=sys.stderr)
+        return 2
+    version_number = max(versions)
     threads = SessionThreads(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism)
-    version = LoadedVersion(os.path.join(model_dir, str(version_number)), version_number, threads)
+    version = LoadedVersion(versions[version_number], version_number, threads)
     if "decode" not in version.signatures:
         print(f"error: version {version_number} of {model_dir} has no decode signature", file=sys.stderr)
         return 2

@@ -42,19 +42,21 @@ def time_calls(call, requests, warmup=5):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.bench_latency", description=__doc__,
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--export-base", required=True, help="the folder of the export's versions")
+    parser.add_argument("--export-base", required=True, help="the export folder (holds MODEL_NAME/VERSION)")
     parser.add_argument("--model-name", default="tfode", help="the model's name on the server")
     parser.add_argument("--requests", type=int, default=200, help="timed requests per path")
     args = parser.parse_args(argv)
-    model_dir = os.path.join(args.export_base, args.model_name)
-    versions = sorted(int(v) for v in os.listdir(model_dir) if v.isdigit()) if os.path.isdir(model_dir) else []
-    if not versions:
-        print(f"error: no version under {model_dir}", file=sys.stderr)
-        return 2
     import tensorflow as tf  # after the arguments, so that --help answers at once
     import tensorflow_text  # noqa: F401  (the graphs' text ops)
 
-    decode = tf.saved_model.load(os.path.join(model_dir, str(versions[-1]))).signatures["decode"]
+    from serving.model_manager import versions_on_disk
+
+    model_dir = os.path.join(args.export_base, args.model_name)
+    versions = versions_on_disk(model_dir)
+    if not versions:
+        print(f"error: no version under {model_dir}", file=sys.stderr)
+        return 2
+    decode = tf.saved_model.load(versions[max(versions)]).signatures["decode"]
     batches = {1: SENTENCES[:1], 32: (SENTENCES * 6)[:32]}
 
     server = ServerProcess("--model_name", args.model_name, "--model_base_path", model_dir)
