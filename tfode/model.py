@@ -10,8 +10,9 @@ from tfode.decoders.base import Decoder
 from tfode.encoder import GRUEncoder
 from tfode.losses import MaskedCrossEntropy
 from tfode.metrics import ExactMatch, MaskedTokenAccuracy
+from tfode.path_energy import PathEnergy
 from tfode.search import Decoded
-from tfode.tokens import prepend_bos
+from tfode.tokens import append_eos, prepend_bos
 
 
 @keras.saving.register_keras_serializable(package="tfode")
@@ -37,18 +38,26 @@ class Seq2SeqODE(keras.Model):
         steps.
       tied_embeddings: score tokens against the encoder's embedding matrix (`TiedReadout`)
         instead of the decoder's own `Dense(vocab)` readout.
+      path_energy: a `PathEnergy` (or its config), or None: in training, adds its penalty on how
+        unevenly the decoded word distributions change along paths between the batch's codes.
 
     Training logs, beside the loss and the compiled metrics, `nfe` (the decoder's vector-field
     evaluations per step) for a decoder with a flow, and `kinetic_energy` / `jacobian_norm`
-    (the regularisers' integrals, training steps only) when the flow is regularised.
+    (the regularisers' integrals, training steps only) when the flow is regularised, and
+    `path_change` (the mean Jensen-Shannon change of one `PathEnergy` step) with a path energy.
     """
 
-    def __init__(self, encoder, decoder, max_length: int = 20, tied_embeddings: bool = False, **kwargs):
+    def __init__(self, encoder, decoder, max_length: int = 20, tied_embeddings: bool = False,
+                 path_energy=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(encoder, dict):
             encoder = keras.saving.deserialize_keras_object(encoder)
         if isinstance(decoder, dict):
             decoder = keras.saving.deserialize_keras_object(decoder)
+        if isinstance(path_energy, dict):
+            path_energy = keras.saving.deserialize_keras_object(path_energy)
+        if path_energy is not None and not isinstance(path_energy, PathEnergy):
+            raise TypeError(f"path_energy must be a PathEnergy or None, got {type(path_energy).__name__}.")
         if not isinstance(encoder, GRUEncoder):
             raise TypeError(f"encoder must be a GRUEncoder, got {type(encoder).__name__}.")
         if not isinstance(decoder, Decoder):
@@ -67,6 +76,8 @@ class Seq2SeqODE(keras.Model):
         if self.tied_embeddings:
             decoder.tie_readout(encoder.embedding)
         self.nfe_tracker = keras.metrics.Mean(name="nfe") if self.is_ode else None
+        self.path_energy = path_energy
+        self.path_change_tracker = keras.metrics.Mean(name="path_change") if path_energy is not None else None
         self.integral_trackers = None
         if decoder.regularized:
             self.integral_trackers = (keras.metrics.Mean(name="kinetic_energy"),
@@ -84,13 +95,29 @@ class Seq2SeqODE(keras.Model):
 
     def call(self, tokens, training=None):
         h0, _, _ = self.encoder(tokens, training=training)
-        output = self.decoder(h0, prepend_bos(tokens), training=training)
+        inputs = prepend_bos(tokens)
+        output = self.decoder(h0, inputs, training=training)
+        if training and self.path_energy is not None:
+            self.add_path_energy(h0, tokens, inputs)
         if self.nfe_tracker is not None:
             self.nfe_tracker.update_state(tf.cast(output.nfe, tf.float32))
         if training and self.integral_trackers:
             self.integral_trackers[0].update_state(output.kinetic_energy)
             self.integral_trackers[1].update_state(output.jacobian_norm)
         return output.logits
+
+    def add_path_energy(self, h0, tokens, inputs):
+        """Adds the `PathEnergy` penalty for the batch's codes h0 `[batch, units]` and ids
+        `[batch, L]`; the decoder scores both points of every path in one pass (no dropout),
+        teacher-forced on each path's first sentence."""
+        near, far = self.path_energy.points(h0)
+        rows = tf.shape(near)[0]
+        own = inputs[:rows]
+        logits = self.decoder(tf.concat([near, far], 0), tf.concat([own, own], 0), training=False).logits
+        change = self.path_energy.change(logits[:rows], logits[rows:],
+                                         self.path_energy.mask(append_eos(tokens) != 0))
+        self.path_change_tracker.update_state(change)
+        self.add_loss(self.path_energy.penalty(change))
 
     def compile(self, optimizer="adam", loss=None, metrics=None, jit_compile=False, **kwargs):
         """`keras.Model.compile` with this model's defaults: masked cross-entropy, masked
@@ -161,8 +188,8 @@ class Seq2SeqODE(keras.Model):
 
     def with_solver(self, solver) -> "Seq2SeqODE":
         """A copy of this model for inference with the same weights and another ODE solver (a
-        solver value, e.g. `BDF()` or a tighter `Dopri5(rtol=1e-5)`). The flow's training-only
-        terms (regularisers, midpoint term) are left out of the copy."""
+        solver value, e.g. `BDF()` or a tighter `Dopri5(rtol=1e-5)`). The training-only terms
+        (the flow's regularisers, the midpoint term, the path energy) are left out of the copy."""
         if not self.is_ode:
             raise ValueError("The decoder has no ODE solver to change.")
         config = self.get_config()
@@ -171,6 +198,7 @@ class Seq2SeqODE(keras.Model):
         for key in ("kinetic_energy", "jacobian_norm", "midpoint_weight"):
             if key in decoder:
                 decoder[key] = 0.0
+        config["path_energy"] = None
         copy = Seq2SeqODE.from_config(config)
         copy.build((None, None))
         copy.set_weights(self.get_weights())
@@ -183,6 +211,8 @@ class Seq2SeqODE(keras.Model):
             "decoder": keras.saving.serialize_keras_object(self.decoder),
             "max_length": self.max_length,
             "tied_embeddings": self.tied_embeddings,
+            "path_energy": (keras.saving.serialize_keras_object(self.path_energy)
+                            if self.path_energy is not None else None),
         }
 
     @classmethod

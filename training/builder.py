@@ -57,6 +57,10 @@ def _input_noise(config):
             else "there is no input deletion or blanking to fade (add --input-noise or --input-blank)")
 
 
+def _path_energy(config):
+    return None if config["path_energy"] else "there is no path energy (add --path-energy WEIGHT)"
+
+
 def _cosine(config):
     return None if config["lr_schedule"] == "cosine" else "the plateau schedule has no warm-up"
 
@@ -97,6 +101,10 @@ FLAGS = {
     "kl_weight": Flag("final KL weight (annealed linearly over the first epoch)", applies=_variational),
     "free_bits": Flag("nats of KL per latent dimension that cost nothing (variational)", applies=_variational),
     "mmd_weight": Flag("weight of the MMD between the batch's h(0) and samples of N(0, I) (WAE-MMD)"),
+    "path_energy": Flag("weight of the path energy: the squared Jensen-Shannon change of the decoded "
+                        "words over one eighth of a path between two codes of the batch (0: none)"),
+    "path_energy_rows": Flag("rows of each batch whose paths the path energy scores", int,
+                             applies=_path_energy),
     "input_noise": Flag("probability of deleting each input word of the encoder in training "
                         "(a denoising autoencoder)"),
     "input_blank": Flag("probability of replacing each input word of the encoder by <unk> in training"),
@@ -257,6 +265,7 @@ def build_model(config: dict, vocab_size: int):
     from tfode.encoder import GRUEncoder
     from tfode.model import Seq2SeqODE
     from tfode.noise import TokenNoise
+    from tfode.path_energy import PathEnergy
 
     noise = None
     if config["input_noise"] or config["input_blank"] or config["input_shuffle"]:
@@ -269,8 +278,12 @@ def build_model(config: dict, vocab_size: int):
                          kl_weight=config["kl_weight"], dropout=config["dropout"], seed=config["seed"],
                          input_noise=noise, free_bits=config["free_bits"], mmd_weight=config["mmd_weight"],
                          name="encoder")
+    path_energy = None
+    if config["path_energy"]:
+        path_energy = PathEnergy(config["path_energy"], rows=config["path_energy_rows"], seed=config["seed"],
+                                 name="path_energy")
     return Seq2SeqODE(encoder, build_decoder(config, vocab_size), max_length=config["max_length"],
-                      tied_embeddings=config["tied_embeddings"])
+                      tied_embeddings=config["tied_embeddings"], path_energy=path_energy)
 
 
 def build_loss(config: dict):
