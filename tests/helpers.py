@@ -11,7 +11,7 @@ DECODERS = ("trajectory", "odernn", "gru")
 
 def small_model(vocab_size, decoder="trajectory", units=32, embedding_dim=16, max_length=8,
                 solver=None, vector_field=None, tied_embeddings=False, encoder=None, seed=None,
-                build=True, **decoder_options):
+                build=True, path_energy=None, **decoder_options):
     """`Seq2SeqODE(GRUEncoder(...), <decoder>(...))` of width `units`; the ODE decoders default to
     RK4 with 2 steps per token and a `VectorField` of width `units`."""
     encoder = tfode.GRUEncoder(vocab_size, units, embedding_dim=embedding_dim, seed=seed, **(encoder or {}))
@@ -24,7 +24,8 @@ def small_model(vocab_size, decoder="trajectory", units=32, embedding_dim=16, ma
             made = tfode.TrajectoryDecoder(vocab_size, units, **flow, **decoder_options)
         else:
             made = tfode.ODERNNDecoder(vocab_size, units, embedding_dim=embedding_dim, **flow, **decoder_options)
-    model = tfode.Seq2SeqODE(encoder, made, max_length=max_length, tied_embeddings=tied_embeddings)
+    model = tfode.Seq2SeqODE(encoder, made, max_length=max_length, tied_embeddings=tied_embeddings,
+                             path_energy=path_energy)
     if build:
         model.build((None, None))
     return model

@@ -46,12 +46,14 @@ CONFIGURATIONS = {
     "gru-sampled-tied": ("gru", dict(scheduled_sampling=0.5, dropout=0.2, tied_embeddings=True)),
     "gru-denoising-wae": ("gru", dict(encoder=dict(input_noise=tfode.TokenNoise(delete=0.3, blank=0.1, shuffle_distance=2, fades=True),
                                                    mmd_weight=1.0))),
+    "trajectory-path-energy": ("trajectory", dict(path_energy=tfode.PathEnergy(0.5, rows=4, seed=0))),
+    "odernn-path-energy": ("odernn", dict(path_energy=tfode.PathEnergy(0.5, step=0.25, rows=3), word_dropout=0.2)),
     "odernn-variational-free-bits": ("odernn", dict(encoder=dict(variational=True, kl_weight=0.5, free_bits=0.1))),
 }
 
 
 # One plain configuration per decoder in the fast tier; the combinations in the slow one.
-FAST_CONFIGURATIONS = ("trajectory", "odernn", "gru")
+FAST_CONFIGURATIONS = ("trajectory", "odernn", "gru", "trajectory-path-energy")
 
 
 @pytest.mark.parametrize("name", [
@@ -79,6 +81,9 @@ def test_fit_logs_and_round_trips(tmp_path, tiny_text, tiny_tokens, name):
         assert history["nfe"][-1] > 0 and history["val_nfe"][-1] > 0
     if model.decoder.regularized:
         assert history["kinetic_energy"][-1] > 0 and history["jacobian_norm"][-1] > 0
+    assert ("path_change" in history) == (model.path_energy is not None)
+    if model.path_energy is not None:
+        assert history["path_change"][-1] > 0
     path = str(tmp_path / "model.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
@@ -184,9 +189,10 @@ def test_model_interpolate_shapes_and_endpoints(tiny_text, tiny_tokens):
 
 
 def test_with_solver_keeps_the_weights_and_drops_training_only_terms(tiny_text, tiny_tokens):
-    model = small_model(tiny_text.vocabulary_size, "trajectory", midpoint_weight=0.5, kinetic_energy=0.1)
+    model = small_model(tiny_text.vocabulary_size, "trajectory", midpoint_weight=0.5, kinetic_energy=0.1,
+                        path_energy=tfode.PathEnergy(1.0))
     fine = model.with_solver(tfode.RK4(steps_per_unit=16))
-    assert fine.decoder.midpoint_weight == 0 and not fine.decoder.regularized
+    assert fine.decoder.midpoint_weight == 0 and not fine.decoder.regularized and fine.path_energy is None
     assert fine.decoder.solver == tfode.RK4(steps_per_unit=16)
     tokens = tiny_tokens[:2, :4]
     np.testing.assert_allclose(fine(tokens).numpy(), model(tokens).numpy(), atol=5e-3)
@@ -354,6 +360,10 @@ def test_odernn_penalty_sums_each_intervals_integrals():
     (lambda: tfode.GRUEncoder(3, 16), "vocab_size"),
     (lambda: tfode.VectorField(depth=0), "depth"),
     (lambda: tfode.RK4(steps_per_unit=0), "steps_per_unit"),
+    (lambda: tfode.PathEnergy(0.0), "weight"),
+    (lambda: tfode.PathEnergy(1.0, step=1.0), "step"),
+    (lambda: tfode.PathEnergy(1.0, step=0.0), "step"),
+    (lambda: tfode.PathEnergy(1.0, rows=1), "rows"),
     (lambda: tfode.Dopri5(rtol=-1.0), "rtol"),
     (lambda: tfode.ODESolve(tfode.VectorField(), "midpoint"), "Unknown ODE solver"),
 ])
