@@ -30,6 +30,11 @@ from training.cli import HelpFormatter
 FIGURES = ("fluent", "grammatical", "real", "gradual", "smooth", "monotone", "distinct", "endpoints")
 
 
+STEPS_CAPTION = ("Where along a path its words change: the mean word edit distance of each step "
+                 "(α_k → α_k+1) over the same paths. A path that covers its way evenly has equal steps; "
+                 "gradual is the mean of each path's largest step over its span.")
+
+
 def named(values, what):
     pairs = []
     for value in values or []:
@@ -63,6 +68,18 @@ def table(rows, modes) -> list[str]:
             lines.append(
                 f"| {row['name']} | {100 * row['token_accuracy']:.2f} % | {100 * row['exact_match']:.2f} % "
                 f"| {mode} | " + " | ".join(formatted(name, figures[name], interval=False) for name in shown) + " |")
+    return lines
+
+
+def step_table(rows, modes) -> list[str]:
+    """Each run's mean word edits per step of its paths, one column per step."""
+    alphas = rows[0]["interpolation"][modes[0]]["points"]
+    labels = [f"{k / (alphas - 1):.3f} → {(k + 1) / (alphas - 1):.3f}" for k in range(alphas - 1)]
+    lines = ["| run | mode | " + " | ".join(labels) + " |", "|---|---|" + "---:|" * len(labels)]
+    for row in rows:
+        for mode in modes:
+            steps = row["interpolation"][mode].get("steps", [])
+            lines.append(f"| {row['name']} | {mode} | " + " | ".join(f"{v:.2f}" for v in steps) + " |")
     return lines
 
 
@@ -138,12 +155,15 @@ def main(argv=None) -> int:
         rows.append({"name": name, "run_dir": run_dir, **metrics})
     modes = list(rows[0]["interpolation"])
     lines = table(rows, modes)
+    steps = step_table(rows, modes)
     print("\n".join(calibration_lines(judge)))
     print()
     print("\n".join(lines))
+    print()
+    print("\n".join(steps))
     command = relative_command("python -m training.bench_interpolation",
                                argv if argv is not None else sys.argv[1:])
-    write_results(args.results, rows, judge, lines, command)
+    write_results(args.results, rows, judge, lines + ["", STEPS_CAPTION, "", *steps], command)
     print(f"written to {args.results}")
     return 0
 

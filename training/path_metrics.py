@@ -9,6 +9,8 @@ are its two ends, d the word edit distance (Levenshtein over tokens). Over a set
     distinct   mean number of distinct interior sentences other than A′ and B′
     endpoints  share of paths whose two ends equal their inputs
     real       share of interior sentences that are sentences of the corpus
+    steps      the mean word edit distance of each step (α_k → α_k+1), over the paths: where along
+               the way the words change
     fluent     share of interior sentences that the reference language model finds at least as
                likely per token as the 5th-percentile real sentence (95 % of real sentences pass)
 
@@ -65,15 +67,15 @@ def changed_words(before: str, after: str) -> set[int]:
 
 
 def path_shape(path: list[str]) -> dict:
-    """One path's figures: `span` d(A′, B′), `largest_step`, `length` (Σ steps), `monotone`,
-    `distinct` interior sentences other than the ends."""
+    """One path's figures: `span` d(A′, B′), `steps` (each step's d), `largest_step`, `length`
+    (Σ steps), `monotone`, `distinct` interior sentences other than the ends."""
     start, end = path[0], path[-1]
     steps = [distance(a, b) for a, b in zip(path, path[1:])]
     to_start = [distance(sentence, start) for sentence in path]
     to_end = [distance(sentence, end) for sentence in path]
     monotone = (all(b >= a for a, b in zip(to_start, to_start[1:]))
                 and all(b <= a for a, b in zip(to_end, to_end[1:])))
-    return {"span": distance(start, end), "largest_step": max(steps, default=0), "length": sum(steps),
+    return {"span": distance(start, end), "steps": steps, "largest_step": max(steps, default=0), "length": sum(steps),
             "monotone": monotone, "distinct": len(set(path[1:-1]) - {start, end})}
 
 
@@ -94,6 +96,7 @@ def path_metrics(paths: list[list[str]], inputs: list[tuple[str, str]], corpus: 
         "distinct": mean(shape["distinct"] for shape in shapes),
         "endpoints": share(path[0] == a and path[-1] == b for path, (a, b) in zip(paths, inputs)),
         "real": share(sentence in corpus for sentence in interior),
+        "steps": np.mean([shape["steps"] for shape in shapes], axis=0).tolist() if shapes else [],
     }
     if fluent is not None:
         metrics["fluent"] = share(fluent(interior))

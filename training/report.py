@@ -110,6 +110,9 @@ def write_report(directory, metrics, reconstructions, interpolations, pictures):
         for name in ORDER:
             if name in first:
                 lines.append(f"| {name} | " + " | ".join(formatted(name, interpolation[m][name]) for m in modes) + " |")
+        if "steps" in first:
+            lines.append("| word edits of each step | "
+                         + " | ".join(", ".join(f"{v:.2f}" for v in interpolation[m]["steps"]) for m in modes) + " |")
         for mode in modes:
             example = interpolations.get(mode)
             if example:

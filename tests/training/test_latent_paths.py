@@ -25,6 +25,8 @@ def test_path_figures_on_paths_made_by_hand():
     assert metrics["smooth"]["value"] == pytest.approx((1 + 1 + 3 / 9) / 3)
     assert metrics["monotone"]["value"] == pytest.approx(2 / 3) and metrics["monotone"]["n"] == 3
     assert metrics["endpoints"]["value"] == pytest.approx(2 / 3)
+    assert [s["steps"] for s in shapes] == [[0, 0, 3, 0], [1, 1, 1, 0], [3, 6, 0, 0]]
+    assert metrics["steps"] == pytest.approx([4 / 3, 7 / 3, 4 / 3, 0])
     interior = [s for p in (one_jump, gradual, detour) for s in p[1:-1]]
     assert metrics["real"]["value"] == pytest.approx(sum(s in corpus for s in interior) / len(interior))
     assert "fluent" not in metrics
@@ -144,3 +146,17 @@ def test_a_runs_training_command_names_what_differs_from_its_preset(tmp_path):
     (tmp_path / "run" / "config.json").write_text(json.dumps(older))
     command = bench_interpolation.training_command(run_dir).split()
     assert command[command.index("--input-noise") + 1] == str(float(presets.DEFAULTS["input_noise"]))
+
+
+def test_the_step_table_gives_each_runs_mean_edits_per_step():
+    from training import bench_interpolation
+
+    def figures(steps):
+        return {"points": len(steps) + 1, "steps": steps}
+
+    rows = [{"name": "plain", "interpolation": {"linear": figures([0.5, 3.0, 0.25]), "slerp": figures([1, 2, 1])}},
+            {"name": "energy", "interpolation": {"linear": figures([1, 1, 1]), "slerp": figures([2, 0, 1])}}]
+    lines = bench_interpolation.step_table(rows, ["linear", "slerp"])
+    assert lines[0] == "| run | mode | 0.000 → 0.333 | 0.333 → 0.667 | 0.667 → 1.000 |"
+    assert lines[2:] == ["| plain | linear | 0.50 | 3.00 | 0.25 |", "| plain | slerp | 1.00 | 2.00 | 1.00 |",
+                         "| energy | linear | 1.00 | 1.00 | 1.00 |", "| energy | slerp | 2.00 | 0.00 | 1.00 |"]

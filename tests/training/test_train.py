@@ -72,9 +72,12 @@ def test_evaluation_report_holds_numbers(trained_run, tmp_path):
     for figure in ("grammatical", "real", "gradual", "smooth", "monotone", "distinct", "endpoints"):
         assert saved["interpolation"]["linear"][figure]["n"] > 0, figure
     assert 0.0 <= saved["interpolation"]["linear"]["grammatical"]["value"] <= 1.0
+    steps = saved["interpolation"]["linear"]["steps"]
+    assert len(steps) == saved["interpolation"]["linear"]["points"] - 1 and min(steps) >= 0
     assert metrics["midpoints"] > 0  # every sentence's midpoints, not a sample
     report = (tmp_path / "report.md").read_text()
     assert "## Token accuracy by how frequent" in report and "| words ranked 1–" in report
+    assert "| word edits of each step | " in report
     for picture in ("trajectories.png", "token_probabilities.png", "interpolation_linear.png", "latent_paths.png",
                     "interpolant_dynamics.png"):
         assert (tmp_path / picture).stat().st_size > 1000
