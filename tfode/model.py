@@ -114,10 +114,13 @@ class Seq2SeqODE(keras.Model):
         rows = tf.shape(near)[0]
         own = inputs[:rows]
         logits = self.decoder(tf.concat([near, far], 0), tf.concat([own, own], 0), training=False).logits
-        change = self.path_energy.change(logits[:rows], logits[rows:],
-                                         self.path_energy.mask(append_eos(tokens) != 0))
+        targets = append_eos(tokens)
+        change = self.path_energy.change(logits[:rows], logits[rows:], self.path_energy.mask(targets != 0))
         self.path_change_tracker.update_state(change)
-        self.add_loss(self.path_energy.penalty(change))
+        penalty = self.path_energy.penalty(change)
+        if self.path_energy.words_weight:
+            penalty += self.path_energy.words_loss(logits[:rows], targets)
+        self.add_loss(penalty)
 
     def compile(self, optimizer="adam", loss=None, metrics=None, jit_compile=False, **kwargs):
         """`keras.Model.compile` with this model's defaults: masked cross-entropy, masked

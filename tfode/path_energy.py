@@ -16,6 +16,10 @@ a square also charges a step in which many positions change at once more than th
 changes spread over several steps, so the words are pushed to turn over one after another.
 Jensen-Shannon is bounded (log 2 per position), so one confident flip cannot dominate the batch.
 
+A second, optional term asks every position of the first point to hold the word one of the two
+sentences has there, −log(p_k(a_k) + p_k(b_k)) (the trajectory decoder's midpoint term, along α
+instead of t): a word of neither sentence is a detour of the path.
+
 For the trajectory decoder, p_k depends on h(0) alone. For the autoregressive decoders p_k is
 teacher-forced on the first sentence's own words, so c measures how the next-word distributions
 given that prefix move.
@@ -26,7 +30,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfode.checks import derive_seed
+from tfode.checks import check_non_negative, derive_seed
 
 
 @keras.saving.register_keras_serializable(package="tfode")
@@ -37,10 +41,12 @@ class PathEnergy(keras.layers.Layer):
         near, far = energy.points(h0)                     # [rows, units] each
         logits = decoder(tf.concat([near, far], 0), ...)  # [2 * rows, n, vocab]
         change = energy.change(logits[:rows], logits[rows:], energy.mask(target_mask))
-        loss = energy.penalty(change)
+        loss = energy.penalty(change) + energy.words_loss(logits[:rows], targets)
 
     Args:
-      weight: > 0, the penalty's weight in the loss.
+      weight: >= 0, the weight of mean(change²) in the loss.
+      words_weight: >= 0, the weight of the words term (`words_loss`); one of the two weights
+        must be > 0.
       step: Δα, in (0, 1): how far apart the two points of a path are (the path from a code to
         another runs over α ∈ [0, 1]); the first point is drawn uniformly from [0, 1 − Δα].
       rows: how many rows of a batch take part (the first `rows`; fewer when the batch is
@@ -49,10 +55,14 @@ class PathEnergy(keras.layers.Layer):
       seed: seed of the draws; None draws one from Keras' global seed.
     """
 
-    def __init__(self, weight: float, step: float = 0.125, rows: int = 16, seed: int | None = None, **kwargs):
+    def __init__(self, weight: float, step: float = 0.125, rows: int = 16, seed: int | None = None,
+                 words_weight: float = 0.0, **kwargs):
         super().__init__(**kwargs)
-        if not float(weight) > 0:
-            raise ValueError(f"weight must be > 0, got {weight}.")
+        self.words_weight = check_non_negative("words_weight", words_weight)
+        if not float(weight) >= 0:
+            raise ValueError(f"weight must be >= 0, got {weight}.")
+        if not (float(weight) > 0 or self.words_weight > 0):
+            raise ValueError(f"weight or words_weight must be > 0, got {weight} and {words_weight}.")
         if not 0.0 < float(step) < 1.0:
             raise ValueError(f"step must be in (0, 1), got {step}.")
         if int(rows) < 2:
@@ -91,9 +101,28 @@ class PathEnergy(keras.layers.Layer):
         return tf.reduce_sum(divergence * mask, axis=-1)
 
     def penalty(self, change):
-        """`change` `[rows]` → `weight · mean(change²)`, a float32 scalar."""
+        """`change` `[rows]` → `weight · mean(change²)`, a float32 scalar (0 at weight 0)."""
         return self.weight * tf.reduce_mean(tf.square(change))
+
+    def words_loss(self, near_logits, targets):
+        """`words_weight` × the mean over the counted positions of −log(p_k(a_k) + p_k(b_k)).
+
+        Args:
+          near_logits: `[rows, n, vocab]`, the first point of each pair's path.
+          targets: `[batch, n]` ids of the batch's sentences followed by `<eos>`, 0-padded; row i's
+            pair is (row i, row i + 1 mod rows). A word both sentences have there counts once, and
+            a position only one of them reaches asks for that one's word.
+        """
+        log_probs = tf.nn.log_softmax(tf.cast(near_logits, tf.float32))
+        own = targets[: self.rows]
+        partner = tf.roll(own, shift=-1, axis=0)
+        probs = tf.exp(log_probs)
+        mass = (tf.where(own > 0, tf.gather(probs, own, batch_dims=2), 0.0)
+                + tf.where((partner > 0) & (partner != own), tf.gather(probs, partner, batch_dims=2), 0.0))
+        mask = self.mask(targets != 0)
+        nll = -tf.math.log(tf.maximum(mass, 1e-9)) * mask
+        return self.words_weight * tf.reduce_sum(nll) / tf.maximum(tf.reduce_sum(mask), 1.0)
 
     def get_config(self):
         return {**super().get_config(), "weight": self.weight, "step": self.step, "rows": self.rows,
-                "seed": self.seed}
+                "seed": self.seed, "words_weight": self.words_weight}

@@ -58,7 +58,8 @@ def _input_noise(config):
 
 
 def _path_energy(config):
-    return None if config["path_energy"] else "there is no path energy (add --path-energy WEIGHT)"
+    return (None if config["path_energy"] or config["path_words"]
+            else "there is no path term (add --path-energy WEIGHT or --path-words WEIGHT)")
 
 
 def _cosine(config):
@@ -103,7 +104,9 @@ FLAGS = {
     "mmd_weight": Flag("weight of the MMD between the batch's h(0) and samples of N(0, I) (WAE-MMD)"),
     "path_energy": Flag("weight of the path energy: the squared Jensen-Shannon change of the decoded "
                         "words over one eighth of a path between two codes of the batch (0: none)"),
-    "path_energy_rows": Flag("rows of each batch whose paths the path energy scores", int,
+    "path_words": Flag("weight of −log(p(a_k) + p(b_k)) at a point of a path between two codes of the "
+                       "batch: each position holds one of the two sentences' words (0: none)"),
+    "path_energy_rows": Flag("rows of each batch whose paths the path terms score", int,
                              applies=_path_energy),
     "input_noise": Flag("probability of deleting each input word of the encoder in training "
                         "(a denoising autoencoder)"),
@@ -279,9 +282,9 @@ def build_model(config: dict, vocab_size: int):
                          input_noise=noise, free_bits=config["free_bits"], mmd_weight=config["mmd_weight"],
                          name="encoder")
     path_energy = None
-    if config["path_energy"]:
+    if config["path_energy"] or config["path_words"]:
         path_energy = PathEnergy(config["path_energy"], rows=config["path_energy_rows"], seed=config["seed"],
-                                 name="path_energy")
+                                 words_weight=config["path_words"], name="path_energy")
     return Seq2SeqODE(encoder, build_decoder(config, vocab_size), max_length=config["max_length"],
                       tied_embeddings=config["tied_embeddings"], path_energy=path_energy)
 

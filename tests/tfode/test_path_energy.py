@@ -118,3 +118,29 @@ def test_the_penalty_is_the_weighted_mean_square_of_the_change_the_model_logs(ti
     assert penalty / 3.0 >= mean_change ** 2 - 1e-6
     mask = energy.mask(append_eos(tokens) != 0)
     assert mask.shape == (4, tokens.shape[1] + 1)
+
+
+def test_the_words_term_asks_each_position_for_one_of_the_two_sentences_words():
+    energy = tfode.PathEnergy(0.0, rows=3, words_weight=2.0)
+    targets = np.array([[5, 6, 2, 0], [5, 7, 8, 2], [4, 2, 0, 0], [9, 9, 9, 2]])  # the 4th row takes no part
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(3, 4, 10)).astype("float32")
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    partners = np.roll(targets[:3], -1, axis=0)
+    terms = []
+    for row in range(3):
+        for position in range(4):
+            words = {int(w) for w in (targets[row, position], partners[row, position]) if w}
+            if words:
+                terms.append(-np.log(sum(probs[row, position, w] for w in words)))
+    expected = 2.0 * np.mean(terms)
+    np.testing.assert_allclose(energy.words_loss(logits, tf.constant(targets)), expected, rtol=1e-5)
+    # Certain of a word of either sentence at every position: nothing to pay.
+    certain = np.full((3, 4, 10), -30.0, "float32")
+    for row in range(3):
+        for position in range(4):
+            first, second = (partners, targets) if (row + position) % 2 else (targets, partners)
+            certain[row, position, first[row, position] or second[row, position]] = 30.0  # both 0: not counted
+    assert float(energy.words_loss(certain, tf.constant(targets))) < 1e-6
+    with pytest.raises(ValueError, match="weight or words_weight"):
+        tfode.PathEnergy(0.0)

@@ -81,7 +81,9 @@ def test_the_builder_makes_the_objects_the_configuration_names():
     assert model.path_energy is None
     config = presets.resolve(None, {"path_energy": 0.2, "path_energy_rows": 8, "seed": 4})
     energy = builder.build_model(config, vocab_size=50).path_energy
-    assert (energy.weight, energy.rows, energy.seed) == (0.2, 8, 4)
+    assert (energy.weight, energy.rows, energy.seed, energy.words_weight) == (0.2, 8, 4, 0.0)
+    energy = builder.build_model(presets.resolve(None, {"path_words": 0.3}), vocab_size=50).path_energy
+    assert (energy.weight, energy.words_weight) == (0.0, 0.3)
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -99,7 +101,8 @@ def test_the_builder_makes_the_objects_the_configuration_names():
     (["--free-bits", "0.1"], "--free-bits does not apply"),
     (["--input-noise", "1.0"], "delete must be in [0, 1)"),
     (["--path-energy-rows", "8"], "--path-energy-rows does not apply"),
-    (["--path-energy", "-1"], "weight must be > 0"),
+    (["--path-energy", "-1"], "weight must be >= 0"),
+    (["--path-words", "-1"], "words_weight must be >= 0"),
     (["--path-energy", "0.1", "--path-energy-rows", "1"], "rows must be >= 2"),
     (["--lr-schedule", "plateau", "--warmup-steps", "10"], "--warmup-steps does not apply"),
     (["--data", "tatoeba", "--synthetic-size", "10"], "--synthetic-size does not apply"),
