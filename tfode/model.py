@@ -39,7 +39,8 @@ class Seq2SeqODE(keras.Model):
       tied_embeddings: score tokens against the encoder's embedding matrix (`TiedReadout`)
         instead of the decoder's own `Dense(vocab)` readout.
       path_energy: a `PathEnergy` (or its config), or None: in training, adds its penalty on how
-        unevenly the decoded word distributions change along paths between the batch's codes.
+        unevenly the decoded word distributions change along paths between the batch's codes
+        (and its words term, when it has one).
 
     Training logs, beside the loss and the compiled metrics, `nfe` (the decoder's vector-field
     evaluations per step) for a decoder with a flow, and `kinetic_energy` / `jacobian_norm`
