@@ -47,7 +47,6 @@ CONFIGURATIONS = {
     "gru-denoising-wae": ("gru", dict(encoder=dict(input_noise=tfode.TokenNoise(delete=0.3, blank=0.1, shuffle_distance=2, fades=True),
                                                    mmd_weight=1.0))),
     "trajectory-path-energy": ("trajectory", dict(path_energy=tfode.PathEnergy(0.5, rows=4, seed=0, words_weight=0.2))),
-    "odernn-path-energy": ("odernn", dict(path_energy=tfode.PathEnergy(0.5, step=0.25, rows=3), word_dropout=0.2)),
     "odernn-variational-free-bits": ("odernn", dict(encoder=dict(variational=True, kl_weight=0.5, free_bits=0.1))),
 }
 
