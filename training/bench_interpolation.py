@@ -3,14 +3,15 @@
     python -m training.bench_interpolation [--runs NAME=RUN_DIR ...] \\
         [--train NAME="FLAGS" ...] [--preset tatoeba-cpu] [--decoder odernn] [--budget 1800] \\
         [--data ../shared/data/fra-eng-dev.zip] [--pairs 200] [--points 9] [--seed 0] \\
-        [--out-dir runs/interpolation] [--results docs/interpolation.md]
+        [--beam-width 1] [--out-dir runs/interpolation] [--results docs/interpolation.md]
 
 `--train NAME="FLAGS"` trains `python -m training.train --preset PRESET --decoder DECODER --data DATA
 --time-budget BUDGET FLAGS` into OUT_DIR/NAME first (an empty FLAGS is the preset itself);
-`--runs` names runs trained before. Every run is then evaluated on its test split: greedy token
-accuracy and exact match, and the latent path figures of `training.path_metrics` on `--pairs`
-seeded pairs with `--points` points per path, linear and slerp. Fluency is judged by a reference
-GRU language model trained on the training split (`training.reference_lm`); its calibration —
+`--runs` names runs trained before. Every run is then evaluated on its test split: free-running
+token accuracy and exact match, and the latent path figures of `training.path_metrics` on `--pairs`
+seeded pairs with `--points` points per path, linear and slerp; sentences and paths are decoded
+greedily, or by beam search with `--beam-width` above 1 (autoregressive decoders only). Fluency is
+judged by a reference GRU language model trained on the training split (`training.reference_lm`); its calibration —
 held-out perplexity and the share of real, word-swapped and spliced sentences it calls fluent —
 is printed beside the table. On the built-in grammar the share of grammatical interpolants is
 exact. Prints the table and writes it, with example paths, to `--results`.
@@ -43,6 +44,13 @@ def named(values, what):
             raise ValueError(f"{what} takes NAME=VALUE, got {value!r}.")
         pairs.append((name, rest))
     return pairs
+
+
+def run_decoder(run_dir) -> str:
+    import json
+
+    with open(os.path.join(run_dir, "config.json")) as handle:
+        return json.load(handle).get("decoder", "")
 
 
 def train_run(name, flags, args) -> str:
@@ -124,6 +132,8 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=200, help="seeded sentence pairs (default: 200)")
     parser.add_argument("--points", type=int, default=9, help="points per path, ends included (default: 9)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the pairs (default: 0)")
+    parser.add_argument("--beam-width", type=int, default=1,
+                        help="beam search width of every decode, 1 = greedy (default: 1)")
     parser.add_argument("--cache-dir", help="reference LM cache (default: $TFODE_CACHE or ~/.cache/tfode)")
     parser.add_argument("--out-dir", default=os.path.join("runs", "interpolation"),
                         help="where runs are trained (default: runs/interpolation)")
@@ -134,11 +144,16 @@ def main(argv=None) -> int:
         runs, to_train = named(args.runs, "--runs"), named(args.train, "--train")
         if not runs and not to_train:
             raise ValueError("Name at least one run: --runs NAME=RUN_DIR or --train NAME=FLAGS.")
-        if args.pairs < 1 or args.points < 3:
-            raise ValueError("--pairs must be at least 1 and --points at least 3.")
+        if args.pairs < 1 or args.points < 3 or args.beam_width < 1:
+            raise ValueError("--pairs and --beam-width must be at least 1 and --points at least 3.")
         for _, run_dir in runs:
             if not os.path.exists(os.path.join(run_dir, "config.json")):
                 raise ValueError(f"{run_dir} is not a training run: config.json is missing.")
+            if args.beam_width > 1 and run_decoder(run_dir) == "trajectory":
+                raise ValueError(f"{run_dir} has the non-autoregressive trajectory decoder: it has no beam "
+                                 "search; leave --beam-width at 1.")
+        if args.beam_width > 1 and to_train and args.decoder == "trajectory":
+            raise ValueError("The trajectory decoder has no beam search; leave --beam-width at 1.")
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -149,8 +164,8 @@ def main(argv=None) -> int:
     judge = evaluate.fluency_judge(runs[0][1], cache_dir=args.cache_dir)
     rows = []
     for name, run_dir in runs:
-        metrics = evaluate.evaluate(run_dir, interpolation_pairs=args.pairs, interpolation_steps=args.points,
-                                    seed=args.seed, judge=judge,
+        metrics = evaluate.evaluate(run_dir, beam_width=args.beam_width, interpolation_pairs=args.pairs,
+                                    interpolation_steps=args.points, seed=args.seed, judge=judge,
                                     report_dir=os.path.join(run_dir, "report-interpolation"))
         rows.append({"name": name, "run_dir": run_dir, **metrics})
     modes = list(rows[0]["interpolation"])
@@ -163,18 +178,20 @@ def main(argv=None) -> int:
     print("\n".join(steps))
     command = relative_command("python -m training.bench_interpolation",
                                argv if argv is not None else sys.argv[1:])
-    write_results(args.results, rows, judge, lines + ["", STEPS_CAPTION, "", *steps], command)
+    write_results(args.results, rows, judge, lines + ["", STEPS_CAPTION, "", *steps], command, args.beam_width)
     print(f"written to {args.results}")
     return 0
 
 
-def write_results(path, rows, judge, lines, command):
+def write_results(path, rows, judge, lines, command, beam_width=1):
     first = rows[0]
+    search = "greedy" if beam_width == 1 else f"by beam search of width {beam_width}"
     text = [
         "# Latent paths between sentences", "", measured_on(), "", f"    {command}", "",
         f"Data: {relative_path(first['data'])}, test split ({first['sentences']} sentences). "
         f"{first['interpolation'][next(iter(first['interpolation']))]['paths']} seeded pairs per run, "
-        "the same for every run; token accuracy and exact match are greedy, free-running. "
+        f"the same for every run; sentences, paths, token accuracy and exact match are decoded {search}, "
+        "free-running. "
         "`training/path_metrics.py` defines each figure; the runs' reports "
         "(`report-interpolation/report.md`) give the 95 % intervals.", "",
         *calibration_lines(judge), "", *lines, "", "The runs were trained by:", "",

@@ -208,8 +208,8 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
     examples = {}
     accepts = grammar.accepts if config["data"] == "synthetic" and not data else None
     corpus = {s.decode("utf-8") for s in text.decode(text.encode(all_sentences).ids).numpy()}
-    measured = latent_paths.measure(model, text, sentences, corpus, interpolation_pairs,
-                                    interpolation_steps, seed, fluent=judge, accepts=accepts)
+    measured = latent_paths.measure(model, text, sentences, corpus, interpolation_pairs, interpolation_steps,
+                                    seed, fluent=judge, accepts=accepts, beam_width=beam_width)
     paths = measured.pop("_paths")
     codes = measured.pop("_codes")
     metrics["interpolation"] = measured

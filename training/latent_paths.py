@@ -17,15 +17,16 @@ def sample_pairs(count: int, pairs: int, seed: int) -> list[tuple[int, int]]:
 
 
 class PathDecoder:
-    """Decodes latent paths of a model with one compiled function per shape family."""
+    """Decodes latent paths of a model with one compiled function per shape family: greedy, or
+    beam search with `beam_width > 1` (autoregressive decoders only), as `model.decode` does."""
 
-    def __init__(self, model, text, batch_size: int = 512):
+    def __init__(self, model, text, batch_size: int = 512, beam_width: int = 1):
         import tensorflow as tf
 
         self.model, self.text, self.batch_size = model, text, batch_size
         tokens = tf.TensorSpec([None, None], tf.int32)
         self._encode = tf.function(lambda ids: model.encode(ids)[0], input_signature=[tokens])
-        self._decode = tf.function(lambda h0: model.decode(h0).ids,
+        self._decode = tf.function(lambda h0: model.decode(h0, beam_width=beam_width).ids,
                                    input_signature=[tf.TensorSpec([None, model.encoder.units], tf.float32)])
 
     def encode(self, ids: np.ndarray) -> np.ndarray:
@@ -51,11 +52,12 @@ class PathDecoder:
 
 
 def measure(model, text, sentences, corpus, pairs=200, points=9, seed=0, modes=("linear", "slerp"),
-            fluent=None, accepts=None) -> dict:
+            fluent=None, accepts=None, beam_width=1) -> dict:
     """Path metrics (`training.path_metrics`) for each mode on `pairs` seeded pairs of
-    `sentences`, with `points` points per path; `accepts` (optional) tells whether a sentence is
-    grammatical. Returns `{mode: metrics}` and, under "_paths", the decoded paths and codes."""
-    decoder = PathDecoder(model, text)
+    `sentences`, with `points` points per path decoded greedily or with `beam_width`; `accepts`
+    (optional) tells whether a sentence is grammatical. Returns `{mode: metrics}` and, under
+    "_paths", the decoded paths and codes."""
+    decoder = PathDecoder(model, text, beam_width=beam_width)
     ids = text.encode(list(sentences)).ids.numpy()
     printed = [s.decode("utf-8") for s in text.decode(ids).numpy()]
     chosen = sample_pairs(len(sentences), pairs, seed)
