@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tfode.checks import check_non_negative, check_rate, derive_seed
 from tfode.noise import TokenNoise
+from tfode.tokens import BLANK_ID, UNK_ID
 
 
 @keras.saving.register_keras_serializable(package="tfode")
@@ -31,7 +32,8 @@ class GRUEncoder(keras.layers.Layer):
       seed: seed of the encoder's random streams (dropout, the variational sample); None draws
         one from Keras' global seed (`keras.utils.set_random_seed`).
       input_noise: a `TokenNoise` layer that corrupts the input words in training (a denoising
-        autoencoder, Shen et al. 2020), or None.
+        autoencoder, Shen et al. 2020), or None. When it blanks words out as `BLANK_ID`, the
+        encoder holds a trainable `blank_embedding` `[embedding_dim]` that stands for them.
       free_bits: with the variational head, nats of KL divergence per latent dimension that cost
         nothing (Kingma et al. 2016): each dimension's batch-mean KL counts as at least this much,
         so the decoder cannot make the latent useless by driving it to the prior.
@@ -92,6 +94,12 @@ class GRUEncoder(keras.layers.Layer):
         self.embedding = keras.layers.Embedding(
             vocab_size, embedding_dim, mask_zero=True, name="embedding"
         )
+        # Created only when used, so models saved without it keep their variables.
+        self.blank_embedding = (
+            self.add_weight(shape=(self.embedding_dim,), initializer=keras.initializers.RandomNormal(stddev=0.05),
+                            name="blank_embedding")
+            if input_noise is not None and input_noise.masks else None
+        )
         # Created only when used, so models saved without dropout keep their variables.
         self.embedding_dropout = (
             keras.layers.Dropout(dropout, seed=derive_seed(seed, 0), name="embedding_dropout") if dropout else None
@@ -135,7 +143,13 @@ class GRUEncoder(keras.layers.Layer):
         dropout or input noise)."""
         if self.input_noise is not None:
             tokens = self.input_noise(tokens, training=training)
-        embedded = self.embedding(tokens)
+        if self.blank_embedding is None:
+            embedded = self.embedding(tokens)
+        else:
+            blanked = tf.equal(tokens, BLANK_ID)
+            embedded = self.embedding(tf.where(blanked, tf.constant(UNK_ID, tokens.dtype), tokens))
+            blank = tf.cast(self.blank_embedding, embedded.dtype)
+            embedded = tf.where(blanked[..., None], blank, embedded)
         if self.embedding_dropout is not None:
             embedded = self.embedding_dropout(embedded, training=training)
         mask = tf.not_equal(tokens, 0)

@@ -12,7 +12,9 @@ import keras
 import tensorflow as tf
 
 from tfode.checks import check_rate, derive_seed
-from tfode.tokens import PAD_ID, UNK_ID
+from tfode.tokens import BLANK_ID, PAD_ID, UNK_ID
+
+BLANK_TOKENS = ("mask", "unk")
 
 
 @keras.saving.register_keras_serializable(package="tfode")
@@ -22,7 +24,10 @@ class TokenNoise(keras.layers.Layer):
     Args:
       delete: probability of deleting each word (the words after it move up; padding fills
         the end). A sentence keeps at least its first word.
-      blank: probability of replacing each remaining word by `<unk>`.
+      blank: probability of blanking out each remaining word.
+      blank_token: what a blanked word becomes. "mask": `BLANK_ID` (-1), which the encoder reads
+        as a learned vector of its own (BERT's [MASK]), so that a real `<unk>` still tells the
+        encoder that a rare word was there; "unk": `<unk>`, which a real unknown word shares.
       shuffle_distance: each word moves at most this many places (Lample et al.'s local
         shuffle: positions plus uniform noise in [0, k + 1), sorted); 0 keeps the order.
       fades: when True, the layer holds a non-trainable scalar `strength` (initially 1) that
@@ -39,10 +44,13 @@ class TokenNoise(keras.layers.Layer):
     """
 
     def __init__(self, delete: float = 0.0, blank: float = 0.0, shuffle_distance: int = 0,
-                 fades: bool = False, seed: int | None = None, **kwargs):
+                 fades: bool = False, seed: int | None = None, blank_token: str = "unk", **kwargs):
         super().__init__(**kwargs)
         self.delete = check_rate("delete", delete)
         self.blank = check_rate("blank", blank)
+        if blank_token not in BLANK_TOKENS:
+            raise ValueError(f"blank_token must be one of {BLANK_TOKENS}, got {blank_token!r}.")
+        self.blank_token = blank_token
         if int(shuffle_distance) < 0:
             raise ValueError(f"shuffle_distance must be >= 0, got {shuffle_distance}.")
         self.shuffle_distance = int(shuffle_distance)
@@ -54,6 +62,11 @@ class TokenNoise(keras.layers.Layer):
         self.strength = (self.add_weight(shape=(), initializer="ones", trainable=False, name="strength")
                          if self.fades else None)
         self.seed_generator = keras.random.SeedGenerator(derive_seed(seed, 0), name="noise_seed")
+
+    @property
+    def masks(self) -> bool:
+        """Whether blanked words come out as `BLANK_ID` (for which the encoder holds a vector)."""
+        return bool(self.blank) and self.blank_token == "mask"
 
     @property
     def active(self) -> bool:
@@ -74,7 +87,8 @@ class TokenNoise(keras.layers.Layer):
             is_word = tf.not_equal(tokens, PAD_ID)
         if self.blank:
             draw = keras.random.uniform(tf.shape(tokens), seed=self.seed_generator)
-            tokens = tf.where(is_word & (draw < self.blank * scale), tf.constant(UNK_ID, tokens.dtype), tokens)
+            blank_id = BLANK_ID if self.blank_token == "mask" else UNK_ID
+            tokens = tf.where(is_word & (draw < self.blank * scale), tf.constant(blank_id, tokens.dtype), tokens)
         if self.shuffle_distance:
             draw = keras.random.uniform(tf.shape(tokens), seed=self.seed_generator)
             positions = tf.cast(tf.range(width)[None], tf.float32)
@@ -85,4 +99,5 @@ class TokenNoise(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "delete": self.delete, "blank": self.blank,
-                "shuffle_distance": self.shuffle_distance, "fades": self.fades, "seed": self.seed}
+                "shuffle_distance": self.shuffle_distance, "fades": self.fades, "seed": self.seed,
+                "blank_token": self.blank_token}

@@ -4,6 +4,8 @@ Every stage of the data path (text, decoders, search, losses) speaks in these id
 depends on nothing else in the package, so no stage imports another stage's helpers for them.
 
     ids 0–3: <pad> <bos> <eos> <unk>; a sentence [batch, L] is 0-padded on the right.
+    id -1 (BLANK_ID): a word blanked out by the encoder's input noise in training; it is in no
+    vocabulary and never leaves the encoder.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import tensorflow as tf
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 RESERVED_TOKENS = (PAD, BOS, EOS, UNK)
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
+BLANK_ID = -1
 
 
 def append_eos(ids: tf.Tensor) -> tf.Tensor:

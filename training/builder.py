@@ -57,6 +57,10 @@ def _input_noise(config):
             else "there is no input deletion or blanking to fade (add --input-noise or --input-blank)")
 
 
+def _input_blank(config):
+    return None if config["input_blank"] else "there is no input blanking (add --input-blank)"
+
+
 def _path_energy(config):
     return (None if config["path_energy"] or config["path_words"]
             else "there is no path term (add --path-energy WEIGHT or --path-words WEIGHT)")
@@ -110,7 +114,10 @@ FLAGS = {
                              applies=_path_energy),
     "input_noise": Flag("probability of deleting each input word of the encoder in training "
                         "(a denoising autoencoder)"),
-    "input_blank": Flag("probability of replacing each input word of the encoder by <unk> in training"),
+    "input_blank": Flag("probability of blanking out each input word of the encoder in training"),
+    "input_blank_token": Flag("what a blanked input word becomes: 'mask', a learned vector of the "
+                              "encoder's own, or 'unk', the <unk> that real unknown words share", str,
+                              ("mask", "unk"), _input_blank),
     "input_shuffle": Flag("farthest an input word of the encoder moves in training's local shuffle", int),
     "input_noise_fade": Flag("share of training, at its end, over which the input deletion and "
                              "blanking fade linearly to none (0: constant)", applies=_input_noise),
@@ -273,7 +280,7 @@ def build_model(config: dict, vocab_size: int):
     noise = None
     if config["input_noise"] or config["input_blank"] or config["input_shuffle"]:
         noise = TokenNoise(delete=config["input_noise"], blank=config["input_blank"],
-                           shuffle_distance=config["input_shuffle"],
+                           blank_token=config["input_blank_token"], shuffle_distance=config["input_shuffle"],
                            fades=bool(config["input_noise_fade"] and (config["input_noise"] or config["input_blank"])),
                            seed=config["seed"], name="input_noise")
     encoder = GRUEncoder(vocab_size, config["units"], embedding_dim=config["embedding_dim"],

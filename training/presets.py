@@ -32,6 +32,7 @@ DEFAULTS = dict(
     path_energy_rows=16,
     input_noise=0.0,
     input_blank=0.0,
+    input_blank_token="unk",
     input_shuffle=0,
     input_noise_fade=0.0,
     kinetic_energy=0.0,

@@ -44,7 +44,8 @@ CONFIGURATIONS = {
         encoder=dict(bidirectional=True, dropout=0.1))),
     "gru": ("gru", {}),
     "gru-sampled-tied": ("gru", dict(scheduled_sampling=0.5, dropout=0.2, tied_embeddings=True)),
-    "gru-denoising-wae": ("gru", dict(encoder=dict(input_noise=tfode.TokenNoise(delete=0.3, blank=0.1, shuffle_distance=2, fades=True),
+    "gru-denoising-wae": ("gru", dict(encoder=dict(input_noise=tfode.TokenNoise(delete=0.3, blank=0.1, shuffle_distance=2, fades=True,
+                                                                                  blank_token="mask"),
                                                    mmd_weight=1.0))),
     "trajectory-path-energy": ("trajectory", dict(path_energy=tfode.PathEnergy(0.5, rows=4, seed=0, words_weight=0.2))),
     "odernn-variational-free-bits": ("odernn", dict(encoder=dict(variational=True, kl_weight=0.5, free_bits=0.1))),
@@ -428,6 +429,43 @@ def test_token_noise_deletes_blanks_and_shuffles_in_training_only():
             assert abs(position - list(original).index(token)) <= 2
     with pytest.raises(ValueError, match="delete"):
         tfode.TokenNoise(delete=1.0)
+
+
+def test_masked_blanks_are_a_vector_of_the_encoders_own_and_a_real_unk_stays_unk():
+    from tfode.tokens import BLANK_ID
+
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(10, 30, size=[400, 10]).astype("int32")
+    tokens[:, 7:] = 0
+    tokens[:, 1] = UNK_ID  # a real unknown word in every sentence
+    noise = tfode.TokenNoise(blank=0.5, blank_token="mask", seed=2)
+    blanked = noise(tokens, training=True).numpy()
+    words = tokens != 0
+    assert 0.4 < (blanked[words] == BLANK_ID).mean() < 0.6 and not blanked[~words].any()
+    kept = blanked != BLANK_ID
+    np.testing.assert_array_equal(blanked[kept], tokens[kept])  # nothing else changes
+    restored = tfode.TokenNoise.from_config(noise.get_config())
+    assert restored.blank_token == "mask" and restored.masks
+    legacy = {key: value for key, value in noise.get_config().items() if key != "blank_token"}
+    assert tfode.TokenNoise.from_config(legacy).blank_token == "unk"  # configs saved before the option
+    with pytest.raises(ValueError, match="blank_token"):
+        tfode.TokenNoise(blank=0.1, blank_token="pad")
+
+    encoder = tfode.GRUEncoder(40, units=8, embedding_dim=6, input_noise=noise, seed=0)
+    assert tfode.GRUEncoder(40, units=8, input_noise=tfode.TokenNoise(blank=0.1)).blank_embedding is None
+    sentence = np.array([[12, 13, 14, 0]], "int32")
+    as_blank = encoder.summarise(np.where(sentence == 13, BLANK_ID, sentence).astype("int32"))
+    as_unk = encoder.summarise(np.where(sentence == 13, UNK_ID, sentence).astype("int32"))
+    assert not np.allclose(as_blank, as_unk)  # a blank is not read as <unk>
+    np.testing.assert_allclose(encoder.summarise(sentence), encoder(sentence)[0], atol=1e-6)
+    with tf.GradientTape() as tape:
+        energy = tf.reduce_sum(encoder(tokens, training=True)[0] ** 2)
+    gradient = tape.gradient(energy, encoder.blank_embedding)
+    assert gradient is not None and float(tf.norm(gradient)) > 0  # the vector learns in training
+    with tf.GradientTape() as tape:
+        energy = tf.reduce_sum(encoder(tokens, training=False)[0] ** 2)
+    unused = tape.gradient(energy, encoder.blank_embedding)
+    assert unused is None or not np.any(unused)  # no blanks at inference
 
 
 def test_a_fading_noise_scales_deletion_and_blanking_by_its_strength():

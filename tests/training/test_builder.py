@@ -71,6 +71,10 @@ def test_the_builder_makes_the_objects_the_configuration_names():
     encoder = builder.build_model(config, vocab_size=50).encoder
     assert (encoder.input_noise.delete, encoder.input_noise.blank, encoder.input_noise.shuffle_distance) == (0.3, 0, 2)
     assert (encoder.free_bits, encoder.mmd_weight) == (0.2, 1.0)
+    assert encoder.blank_embedding is None  # no blanking, no blank vector
+    config = presets.resolve(None, {"input_blank": 0.1, "input_blank_token": "mask"})
+    encoder = builder.build_model(config, vocab_size=50).encoder
+    assert encoder.input_noise.blank_token == "mask" and encoder.blank_embedding is not None
     config = presets.resolve(None, {"decoder": "trajectory", "solver": "dopri5", "rtol": 1e-5,
                                     "field_units": 20, "field_depth": 3, "augment_dim": 2})
     model = builder.build_model(config, vocab_size=50)
@@ -101,6 +105,7 @@ def test_the_builder_makes_the_objects_the_configuration_names():
     (["--free-bits", "0.1"], "--free-bits does not apply"),
     (["--input-noise", "1.0"], "delete must be in [0, 1)"),
     (["--path-energy-rows", "8"], "--path-energy-rows does not apply"),
+    (["--input-blank-token", "mask"], "--input-blank-token does not apply"),
     (["--path-energy", "-1"], "weight must be >= 0"),
     (["--path-words", "-1"], "words_weight must be >= 0"),
     (["--path-energy", "0.1", "--path-energy-rows", "1"], "rows must be >= 2"),
