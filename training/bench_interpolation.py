@@ -11,9 +11,9 @@
 token accuracy and exact match, and the latent path figures of `training.path_metrics` on `--pairs`
 seeded pairs with `--points` points per path, linear and slerp; sentences and paths are decoded
 greedily, or by beam search with `--beam-width` above 1 (autoregressive decoders only). Fluency is
-judged by a reference GRU language model trained on the training split (`training.reference_lm`); its calibration —
-held-out perplexity and the share of real, word-swapped and spliced sentences it calls fluent —
-is printed beside the table. On the built-in grammar the share of grammatical interpolants is
+judged by a reference GRU language model trained on the training split (`training.reference_lm`);
+its calibration — held-out perplexity and the share of real, word-swapped and spliced sentences it
+calls fluent — is printed beside the table. On the built-in grammar the share of grammatical interpolants is
 exact. Prints the table and writes it, with example paths, to `--results`.
 """
 
@@ -27,6 +27,7 @@ import sys
 import training  # noqa: F401  (sets the Keras backend before Keras loads)
 from training.bench_quality import DEFAULT_DATA, measured_on, relative_command, relative_path
 from training.cli import HelpFormatter
+from training.rundir import read_config
 
 FIGURES = ("fluent", "grammatical", "real", "gradual", "smooth", "monotone", "distinct", "endpoints")
 
@@ -44,13 +45,6 @@ def named(values, what):
             raise ValueError(f"{what} takes NAME=VALUE, got {value!r}.")
         pairs.append((name, rest))
     return pairs
-
-
-def run_decoder(run_dir) -> str:
-    import json
-
-    with open(os.path.join(run_dir, "config.json")) as handle:
-        return json.load(handle).get("decoder", "")
 
 
 def train_run(name, flags, args) -> str:
@@ -95,7 +89,6 @@ def training_command(run_dir) -> str:
     """The `training.train` command that reproduces a run: its preset and the settings its
     configuration holds beyond that preset's (for its decoder)."""
     from training import presets
-    from training.rundir import read_config
 
     # A setting the run's configuration lacks did not exist when it was trained: it ran with the default.
     config = {**presets.DEFAULTS, **read_config(run_dir)}
@@ -149,7 +142,7 @@ def main(argv=None) -> int:
         for _, run_dir in runs:
             if not os.path.exists(os.path.join(run_dir, "config.json")):
                 raise ValueError(f"{run_dir} is not a training run: config.json is missing.")
-            if args.beam_width > 1 and run_decoder(run_dir) == "trajectory":
+            if args.beam_width > 1 and read_config(run_dir).get("decoder") == "trajectory":
                 raise ValueError(f"{run_dir} has the non-autoregressive trajectory decoder: it has no beam "
                                  "search; leave --beam-width at 1.")
         if args.beam_width > 1 and to_train and args.decoder == "trajectory":

@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which sentences to evaluate (default test)")
     parser.add_argument("--limit", type=int, help="evaluate at most this many sentences")
     parser.add_argument("--beam-width", type=int, default=1,
-                        help="beam search width for the autoregressive decoders, 1 = greedy (default: 1)")
+                        help="beam search width of the autoregressive decoders' reconstructions and latent paths, "
+                             "1 = greedy (default: 1)")
     parser.add_argument("--batch-size", type=int, default=256, help="sentences per batch (default: 256)")
     parser.add_argument("--interpolation-pairs", type=int, default=200,
                         help="seeded sentence pairs for the latent path metrics (default: 200)")
