@@ -16,6 +16,13 @@ a square also charges a step in which many positions change at once more than th
 changes spread over several steps, so the words are pushed to turn over one after another.
 Jensen-Shannon is bounded (log 2 per position), so one confident flip cannot dominate the batch.
 
+A temperature τ < 1 scores the distributions softmax(logits / τ) instead: the change then counts
+positions whose most likely word turns over within the step (close to log 2 each) rather than
+positions whose probabilities drift. At τ = 1 every position can soften its flip over the whole
+path and so lower the energy without staggering where the decoded (arg-max) words turn over;
+sharpened, only the turnovers count, so a step where several words turn over at once costs
+the square of their number, and a detour through a third word costs a turnover more.
+
 A second, optional term asks every position of the first point to hold the word one of the two
 sentences has there, −log(p_k(a_k) + p_k(b_k)) (the trajectory decoder's midpoint term, along α
 instead of t): a word of neither sentence is a detour of the path.
@@ -53,10 +60,12 @@ class PathEnergy(keras.layers.Layer):
         smaller), each paired with the next of them (the last with the first). The cost is one
         decoder pass over 2 × `rows` rows.
       seed: seed of the draws; None draws one from Keras' global seed.
+      temperature: > 0, the logits are divided by it before the change is measured (1: the
+        decoder's own distributions; below 1, sharper ones). The words term is not affected.
     """
 
     def __init__(self, weight: float, step: float = 0.125, rows: int = 16, seed: int | None = None,
-                 words_weight: float = 0.0, **kwargs):
+                 words_weight: float = 0.0, temperature: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.words_weight = check_non_negative("words_weight", words_weight)
         if not float(weight) >= 0:
@@ -65,6 +74,9 @@ class PathEnergy(keras.layers.Layer):
             raise ValueError(f"weight or words_weight must be > 0, got {weight} and {words_weight}.")
         if not 0.0 < float(step) < 1.0:
             raise ValueError(f"step must be in (0, 1), got {step}.")
+        if not float(temperature) > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}.")
+        self.temperature = float(temperature)
         if int(rows) < 2:
             raise ValueError(f"rows must be >= 2 (a row is paired with another), got {rows}.")
         self.weight, self.step, self.rows, self.seed = float(weight), float(step), int(rows), seed
@@ -88,14 +100,15 @@ class PathEnergy(keras.layers.Layer):
         return tf.cast(tf.logical_or(own, tf.roll(own, shift=-1, axis=0)), tf.float32)
 
     def change(self, near_logits, far_logits, mask):
-        """Σ over the masked positions of JS(p(near) ‖ p(far)), `[rows]` float32 nats.
+        """Σ over the masked positions of JS(p(near) ‖ p(far)), `[rows]` float32 nats, with
+        p = softmax(logits / temperature).
 
         Args:
           near_logits, far_logits: `[rows, n, vocab]`.
           mask: `[rows, n]`, 1 where a position counts.
         """
-        near = tf.nn.log_softmax(tf.cast(near_logits, tf.float32))
-        far = tf.nn.log_softmax(tf.cast(far_logits, tf.float32))
+        near = tf.nn.log_softmax(tf.cast(near_logits, tf.float32) / self.temperature)
+        far = tf.nn.log_softmax(tf.cast(far_logits, tf.float32) / self.temperature)
         middle = tf.reduce_logsumexp(tf.stack([near, far]), axis=0) - tf.math.log(2.0)
         divergence = 0.5 * tf.reduce_sum(tf.exp(near) * (near - middle) + tf.exp(far) * (far - middle), axis=-1)
         return tf.reduce_sum(divergence * mask, axis=-1)
@@ -125,4 +138,4 @@ class PathEnergy(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "weight": self.weight, "step": self.step, "rows": self.rows,
-                "seed": self.seed, "words_weight": self.words_weight}
+                "seed": self.seed, "words_weight": self.words_weight, "temperature": self.temperature}

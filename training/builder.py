@@ -66,6 +66,10 @@ def _path_energy(config):
             else "there is no path term (add --path-energy WEIGHT or --path-words WEIGHT)")
 
 
+def _path_change(config):
+    return None if config["path_energy"] else "there is no path energy (add --path-energy WEIGHT)"
+
+
 def _cosine(config):
     return None if config["lr_schedule"] == "cosine" else "the plateau schedule has no warm-up"
 
@@ -110,6 +114,9 @@ FLAGS = {
                         "words over one eighth of a path between two codes of the batch (0: none)"),
     "path_words": Flag("weight of −log(p(a_k) + p(b_k)) at a point of a path between two codes of the "
                        "batch: each position holds one of the two sentences' words (0: none)"),
+    "path_temperature": Flag("temperature of the word distributions whose change the path energy "
+                             "measures (below 1: sharper, so only words that turn over count)",
+                             applies=_path_change),
     "path_energy_rows": Flag("rows of each batch whose paths the path terms score", int,
                              applies=_path_energy),
     "input_noise": Flag("probability of deleting each input word of the encoder in training "
@@ -291,7 +298,8 @@ def build_model(config: dict, vocab_size: int):
     path_energy = None
     if config["path_energy"] or config["path_words"]:
         path_energy = PathEnergy(config["path_energy"], rows=config["path_energy_rows"], seed=config["seed"],
-                                 words_weight=config["path_words"], name="path_energy")
+                                 words_weight=config["path_words"], temperature=config["path_temperature"],
+                                 name="path_energy")
     return Seq2SeqODE(encoder, build_decoder(config, vocab_size), max_length=config["max_length"],
                       tied_embeddings=config["tied_embeddings"], path_energy=path_energy)
 

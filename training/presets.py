@@ -29,6 +29,7 @@ DEFAULTS = dict(
     mmd_weight=0.0,
     path_energy=0.0,
     path_words=0.0,
+    path_temperature=1.0,
     path_energy_rows=16,
     input_noise=0.0,
     input_blank=0.0,

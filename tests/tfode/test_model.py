@@ -366,6 +366,7 @@ def test_odernn_penalty_sums_each_intervals_integrals():
     (lambda: tfode.PathEnergy(1.0, step=1.0), "step"),
     (lambda: tfode.PathEnergy(1.0, step=0.0), "step"),
     (lambda: tfode.PathEnergy(1.0, rows=1), "rows"),
+    (lambda: tfode.PathEnergy(1.0, temperature=0.0), "temperature must be > 0"),
     (lambda: tfode.Dopri5(rtol=-1.0), "rtol"),
     (lambda: tfode.ODESolve(tfode.VectorField(), "midpoint"), "Unknown ODE solver"),
 ])

@@ -84,6 +84,30 @@ def test_the_penalty_prefers_words_that_change_one_step_after_another():
     assert energy_spread == pytest.approx(energy_together / 2, rel=1e-3)
 
 
+def test_a_temperature_below_one_counts_turnovers_not_drift():
+    """Two points whose word distributions drift without their most likely word changing, and
+    two whose most likely word turns over by the same logit distance: sharpening shrinks the
+    first change and grows the second towards log 2."""
+    def logits(first, second):
+        return np.array([[[first, second, -5.0]]], "float32")
+
+    mask = np.ones((1, 1), "float32")
+    plain, sharp = tfode.PathEnergy(1.0), tfode.PathEnergy(1.0, temperature=0.2)
+    drift = logits(2.0, 0.0), logits(1.0, 0.0)      # word 0 stays the most likely
+    turnover = logits(0.5, 0.0), logits(-0.5, 0.0)  # word 0 → word 1
+    assert float(sharp.change(*drift, mask)[0]) < float(plain.change(*drift, mask)[0])
+    assert float(sharp.change(*turnover, mask)[0]) > 3 * float(plain.change(*turnover, mask)[0])
+    assert float(sharp.change(*turnover, mask)[0]) > float(sharp.change(*drift, mask)[0])
+    scaled = tfode.PathEnergy(1.0, temperature=0.5).change(drift[0], drift[1], mask)
+    np.testing.assert_allclose(scaled, plain.change(2 * drift[0], 2 * drift[1], mask), rtol=1e-5)
+    np.testing.assert_allclose(sharp.words_loss(turnover[0], tf.constant([[1]])),
+                               plain.words_loss(turnover[0], tf.constant([[1]])), rtol=1e-6)
+    restored = tfode.PathEnergy.from_config(sharp.get_config())
+    assert restored.temperature == 0.2
+    legacy = {key: value for key, value in plain.get_config().items() if key != "temperature"}
+    assert tfode.PathEnergy.from_config(legacy).temperature == 1.0
+
+
 @pytest.mark.parametrize("decoder", ["trajectory", "odernn"])
 def test_a_model_adds_the_penalty_in_training_only_and_it_reaches_encoder_and_decoder(tiny_text, tiny_tokens, decoder):
     energy = tfode.PathEnergy(1.0, rows=4, seed=0)

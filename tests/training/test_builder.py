@@ -86,6 +86,9 @@ def test_the_builder_makes_the_objects_the_configuration_names():
     config = presets.resolve(None, {"path_energy": 0.2, "path_energy_rows": 8, "seed": 4})
     energy = builder.build_model(config, vocab_size=50).path_energy
     assert (energy.weight, energy.rows, energy.seed, energy.words_weight) == (0.2, 8, 4, 0.0)
+    assert energy.temperature == 1.0
+    config = presets.resolve(None, {"path_energy": 0.2, "path_temperature": 0.25})
+    assert builder.build_model(config, vocab_size=50).path_energy.temperature == 0.25
     energy = builder.build_model(presets.resolve(None, {"path_words": 0.3}), vocab_size=50).path_energy
     assert (energy.weight, energy.words_weight) == (0.0, 0.3)
 
@@ -107,6 +110,8 @@ def test_the_builder_makes_the_objects_the_configuration_names():
     (["--path-energy-rows", "8"], "--path-energy-rows does not apply"),
     (["--input-blank-token", "mask"], "--input-blank-token does not apply"),
     (["--path-energy", "-1"], "weight must be >= 0"),
+    (["--path-words", "0.2", "--path-temperature", "0.5"], "--path-temperature does not apply"),
+    (["--path-energy", "0.2", "--path-temperature", "0"], "temperature must be > 0"),
     (["--path-words", "-1"], "words_weight must be >= 0"),
     (["--path-energy", "0.1", "--path-energy-rows", "1"], "rows must be >= 2"),
     (["--lr-schedule", "plateau", "--warmup-steps", "10"], "--warmup-steps does not apply"),
