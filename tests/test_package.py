@@ -61,8 +61,8 @@ COMMANDS = sorted(
 )
 
 # Runs a command's `--help` in a fresh process, keeping the parser it built (and its subcommands'
-# parsers), and prints what a user would miss: flags whose help hides their default, and whether
-# TensorFlow was imported to answer.
+# parsers), and prints what a user would miss: flags whose help hides their default, flags whose
+# help states it twice or states "None", and whether TensorFlow was imported to answer.
 HELP_PROBE = """
 import argparse, json, runpy, sys
 parsers = []
@@ -75,7 +75,7 @@ try:
     runpy.run_module(sys.argv[0], run_name="__main__")
 except SystemExit:
     pass
-hidden, queue = [], list(parsers)
+hidden, noisy, queue = [], [], list(parsers)
 while queue:
     parser = queue.pop()
     formatter = parser._get_formatter()
@@ -83,12 +83,16 @@ while queue:
         if isinstance(action, argparse._SubParsersAction):
             queue.extend(action.choices.values())
             continue
+        if action.option_strings and action.help not in (None, argparse.SUPPRESS):
+            shown = formatter._get_help_string(action) % dict(vars(action), prog=parser.prog)
+            if shown.count("(default") > 1 or "(default: None)" in shown:
+                noisy.append(action.option_strings[-1])
         unset = action.default is None or action.default is False or action.default is argparse.SUPPRESS
         if not action.option_strings or unset or action.help is argparse.SUPPRESS:
             continue
         if not action.help or "default" not in formatter._expand_help(action):
             hidden.append(action.option_strings[-1])
-print(json.dumps({"parsers": len(parsers), "hidden": hidden,
+print(json.dumps({"parsers": len(parsers), "hidden": hidden, "noisy": noisy,
                   "tensorflow": "tensorflow" in sys.modules}))
 """
 
@@ -99,4 +103,5 @@ def test_every_command_answers_help_without_tensorflow_and_shows_each_default(co
     probe = json.loads(result.stdout.strip().splitlines()[-1])
     assert probe["parsers"] == 1, f"{command} did not reach its argument parser"
     assert probe["hidden"] == [], f"{command} --help hides the default of {probe['hidden']}"
+    assert probe["noisy"] == [], f"{command} --help repeats the default of {probe['noisy']}, or shows None"
     assert not probe["tensorflow"], f"{command} imports TensorFlow before reading its arguments"

@@ -182,7 +182,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     for name, flag in FLAGS.items():
         option = "--" + name.replace("_", "-")
         default = presets.DEFAULTS[name]
-        help_text = f"{flag.help} (default: {default})"
+        help_text = f"{flag.help} (default: {'none' if default is None else default})"
         if flag.type is bool:
             parser.add_argument(option, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:

@@ -33,7 +33,8 @@ def test_every_setting_has_one_default_and_one_flag_whose_help_shows_it():
     help_text = " ".join(train.build_parser().format_help().split())
     for name in builder.FLAGS:
         assert f"--{name.replace('_', '-')}" in help_text
-        assert f"(default: {presets.DEFAULTS[name]})" in help_text
+        default = presets.DEFAULTS[name]
+        assert f"(default: {'none' if default is None else default})" in help_text
 
 
 def test_the_library_defaults_are_the_builders():
