@@ -132,22 +132,32 @@ def test_full_queue_sheds_load_and_recovers(export_base):
 
 
 def test_sigterm_lets_the_request_in_flight_finish(export_base):
+    """SIGTERM while a heavy request runs: the server drains it, answers it and exits 0. The same
+    request is sent twice before, on the same connection, so that the one stopped is known to take
+    as long as the second did and to reach the server at once (no connection or tracing left to
+    do); SIGTERM comes a third of that time after it is sent."""
+    import time
+
     server = ServerProcess(export_base, "--max_batch_size", "16384")
+    client = TFServingClient(server.grpc, MODEL_NAME)
+    times = np.linspace(0.0, 9.0, 1000)
+    expected = client.trajectory(HEAVY * 2, times)["state"]  # traces the signature for these shapes
+    started = time.monotonic()
+    client.trajectory(HEAVY * 2, times)
+    duration = time.monotonic() - started
     result = {}
 
     def call():
-        client = TFServingClient(server.grpc, MODEL_NAME)
         try:
-            result["state"] = client.trajectory(HEAVY * 2, np.linspace(0.0, 9.0, 1000))["state"]
+            result["state"] = client.trajectory(HEAVY * 2, times)["state"]
         except ServingClientError as error:
             result["error"] = error.code
 
     thread = threading.Thread(target=call)
     thread.start()
-    import time
-
-    time.sleep(0.3)  # the request is running
+    time.sleep(duration / 3)  # the request is running
     assert server.stop() == 0
     thread.join(60)
-    assert "state" in result, result
+    assert "state" in result, (result, duration)
     assert result["state"].shape == (16, 1000, 32)
+    np.testing.assert_allclose(result["state"], expected, rtol=1e-5, atol=1e-6)
