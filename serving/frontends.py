@@ -485,7 +485,7 @@ class Server:
         print(f"ready grpc={self.grpc_port} rest={rest_port}", flush=True)
 
     def stop(self):
-        log.info("stopping: draining requests in flight")
+        log.info("stopping: draining %d requests in flight", self.limits.in_flight)
         self._stop.set()
         stopped = self.grpc_server.stop(grace=self.args.drain_seconds)
         if self.http_server:
