@@ -84,7 +84,7 @@ while queue:
             queue.extend(action.choices.values())
             continue
         if action.option_strings and action.help not in (None, argparse.SUPPRESS):
-            shown = formatter._get_help_string(action) % dict(vars(action), prog=parser.prog)
+            shown = formatter._expand_help(action)
             if shown.count("(default") > 1 or "(default: None)" in shown:
                 noisy.append(action.option_strings[-1])
         unset = action.default is None or action.default is False or action.default is argparse.SUPPRESS

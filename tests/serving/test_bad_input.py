@@ -147,10 +147,14 @@ def test_sigterm_lets_the_request_in_flight_finish(export_base):
     for fraction in (1 / 3, 1 / 2, 2 / 3):
         server = ServerProcess(export_base, "--max_batch_size", "16384")
         client = TFServingClient(server.grpc, MODEL_NAME)
-        expected = client.trajectory(HEAVY * 2, times)["state"]  # traces the signature for these shapes
-        started = time.monotonic()
-        client.trajectory(HEAVY * 2, times)
-        duration = time.monotonic() - started
+        try:
+            expected = client.trajectory(HEAVY * 2, times)["state"]  # traces the signature for these shapes
+            started = time.monotonic()
+            client.trajectory(HEAVY * 2, times)
+            duration = time.monotonic() - started
+        except BaseException:
+            server.stop()
+            raise
         result = {}
 
         def call():
