@@ -17,6 +17,11 @@ the graph; the vocabulary travels as an asset):
                             (0 … 1), mode [batch] string ("linear" | "slerp")
         → sentence [batch] string: row i is the point alpha[i] of the latent path from
           sentence_a[i] to sentence_b[i]; a path of K points is K rows
+  path                      sentence_a [batch], sentence_b [batch] string, points [batch] int32
+                            (2 … paths.MAX_POINTS)
+        → sentences [batch, P] string, codes [batch, P, units] float32: the product's path
+          (`Seq2SeqODE.path`, the export's `PathSearch`) from sentence_a[i] to sentence_b[i], P
+          being the batch's largest `points`; a row asking for fewer is padded with "" and zeros
   trajectory                sentences [batch] string, time [batch] float32 (finite, >= 0, any
                             real time; token k sits at k·Δt)
         → state [batch, state_units] float32, top_k_ids [batch, k] int32,
@@ -44,12 +49,12 @@ import keras
 import tensorflow as tf
 
 from tfode.model import Seq2SeqODE
-from tfode import atomic
+from tfode import atomic, paths
 from tfode.text import TextProcessor
 
 MAX_SENTENCE_BYTES = 1024
 TOP_K = 5
-SIGNATURES = ("serving_default", "decode", "encode", "interpolate", "trajectory")
+SIGNATURES = ("serving_default", "decode", "encode", "interpolate", "path", "trajectory")
 WARMUP_FILE = "tf_serving_warmup_requests"
 METADATA_FILE = "tfode.json"
 
@@ -61,7 +66,8 @@ class ExportError(ValueError):
 class ServingModule(tf.Module):
     """The model and its text pipeline behind string-in, string-out tf.functions."""
 
-    def __init__(self, model: Seq2SeqODE, text: TextProcessor, beam_width: int = 1):
+    def __init__(self, model: Seq2SeqODE, text: TextProcessor, beam_width: int = 1,
+                 path_search: paths.PathSearch | None = None):
         super().__init__(name="tfode_serving")
         # Keras 3 variables wrap tf.Variables, and saving both gives each weight two handles
         # in the exported graph: the TF1 session loader (TF Serving's path) then restores one
@@ -72,6 +78,7 @@ class ServingModule(tf.Module):
         self.raw_variables = [variable.value for variable in model.variables]
         self.text = text
         self.beam_width = beam_width
+        self.path_search = path_search or paths.PathSearch()
 
     @property
     def model(self) -> Seq2SeqODE:
@@ -124,26 +131,54 @@ class ServingModule(tf.Module):
         ]
     )
     def interpolate(self, sentence_a, sentence_b, alpha, mode):
+        ids_a, ids_b = self._encode_pair(sentence_a, sentence_b, {"alpha": alpha, "mode": mode}, alpha)
+        decoded = self.model.interpolant(ids_a, ids_b, alpha, mode, beam_width=self.beam_width)
+        return {"sentence": self.text.decode(decoded.ids, decoded.lengths)}
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="sentence_a"),
+            tf.TensorSpec([None], tf.string, name="sentence_b"),
+            tf.TensorSpec([None], tf.int32, name="points"),
+        ]
+    )
+    def path(self, sentence_a, sentence_b, points):
+        in_range = tf.debugging.assert_equal(
+            tf.reduce_all((points >= 2) & (points <= paths.MAX_POINTS)), True,
+            message=f"points must be between 2 and {paths.MAX_POINTS} in every row")
+        with tf.control_dependencies([in_range]):
+            points = tf.identity(points)
+        ids_a, ids_b = self._encode_pair(sentence_a, sentence_b, {"points": points})
+        found = self.model.path(ids_a, ids_b, points, search=self.path_search, beam_width=self.beam_width)
+        shape = tf.shape(found.ids)
+        sentences = self.text.decode(tf.reshape(found.ids, [-1, shape[2]]), tf.reshape(found.lengths, [-1]))
+        return {"sentences": tf.reshape(sentences, shape[:2]), "codes": found.codes}
+
+    def _encode_pair(self, sentence_a, sentence_b, per_row: dict, alpha=None):
+        """Both sentences' ids, 0-padded to one width, after checking that `sentence_b` and every
+        tensor of `per_row` (name → tensor) have one row per row of `sentence_a`, and that
+        `alpha`, if given, lies in [0, 1]."""
         batch = tf.size(sentence_a)
+        names = ", ".join(["sentence_a", "sentence_b", *per_row])
         checks = [
             tf.debugging.assert_equal(
-                tf.stack([tf.size(sentence_b), tf.size(alpha), tf.size(mode)]), batch,
-                message="sentence_a, sentence_b, alpha and mode must have one row each per point",
-            ),
-            tf.debugging.assert_equal(
-                tf.reduce_all((alpha >= 0.0) & (alpha <= 1.0)), True,
-                message="alpha must be between 0 and 1 (and finite)",
+                tf.stack([tf.size(sentence_b)] + [tf.size(t) for t in per_row.values()]), batch,
+                message=f"{names} must have one row each",
             ),
         ]
+        if alpha is not None:
+            checks.append(tf.debugging.assert_equal(
+                tf.reduce_all((alpha >= 0.0) & (alpha <= 1.0)), True,
+                message="alpha must be between 0 and 1 (and finite)",
+            ))
         with tf.control_dependencies(checks):  # nothing runs on inputs that failed a check
-            sentence_a, sentence_b, alpha, mode = (tf.identity(x) for x in (sentence_a, sentence_b, alpha, mode))
+            sentence_a, sentence_b = tf.identity(sentence_a), tf.identity(sentence_b)
         ids_a, _ = self._encode_text(sentence_a, "sentence_a")
         ids_b, _ = self._encode_text(sentence_b, "sentence_b")
         width = tf.maximum(tf.shape(ids_a)[1], tf.shape(ids_b)[1])
         ids_a = tf.pad(ids_a, [[0, 0], [0, width - tf.shape(ids_a)[1]]])
         ids_b = tf.pad(ids_b, [[0, 0], [0, width - tf.shape(ids_b)[1]]])
-        decoded = self.model.interpolant(ids_a, ids_b, alpha, mode, beam_width=self.beam_width)
-        return {"sentence": self.text.decode(decoded.ids, decoded.lengths)}
+        return ids_a, ids_b
 
     @tf.function(
         input_signature=[
@@ -174,15 +209,17 @@ class ServingModule(tf.Module):
         }
 
 
-def metadata(model: Seq2SeqODE, text: TextProcessor, beam_width: int) -> dict:
+def metadata(model: Seq2SeqODE, text: TextProcessor, beam_width: int, path_search: paths.PathSearch) -> dict:
     return {
         "model": keras.saving.serialize_keras_object(model),
+        "path_search": path_search.get_config(),
         "vocabulary_size": text.vocabulary_size,
         "max_length": text.max_length,
         "beam_width": beam_width,
         "limits": {
             "max_sentence_bytes": MAX_SENTENCE_BYTES,
             "top_k": TOP_K,
+            "max_path_points": paths.MAX_POINTS,
         },
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "tensorflow": tf.__version__,
@@ -203,6 +240,9 @@ def warmup_requests(model_name: str):
             "alpha": tf.constant([0.0, 0.5, 1.0]),
             "mode": tf.constant(["slerp", "slerp", "linear"]),
         },
+        "path": {"sentence_a": tf.constant(["i like your style .", "you ."]),
+                 "sentence_b": tf.constant(["the pain was unbearable .", "i like your style ."]),
+                 "points": tf.constant([9, 5])},
         "trajectory": {"sentences": tf.constant(["i like your style ."] * 2 + ["you ."]),
                        "time": tf.constant([0.5, 1.0, 1.5])},
     }
@@ -223,8 +263,10 @@ def export_saved_model(
     version: int | None = None,
     overwrite: bool = False,
     beam_width: int = 1,
+    path_search: paths.PathSearch | None = None,
 ) -> str:
-    """Writes the SavedModel atomically; returns the version folder's path.
+    """Writes the SavedModel atomically; returns the version folder's path. The `path`
+    signature finds paths with `path_search` (default `PathSearch()`).
 
     `version` defaults to one more than the newest present (1 for the first). An existing
     version is refused unless `overwrite`.
@@ -250,19 +292,21 @@ def export_saved_model(
         raise ExportError(f"{final} exists; choose another --version or pass --overwrite.")
 
     with atomic.replacing(final) as temporary:
-        module = ServingModule(model, text, beam_width)
+        path_search = path_search or paths.PathSearch()
+        module = ServingModule(model, text, beam_width, path_search)
         signatures = {
             "serving_default": module.decode.get_concrete_function(),
             "decode": module.decode.get_concrete_function(),
             "encode": module.encode.get_concrete_function(),
             "interpolate": module.interpolate.get_concrete_function(),
+            "path": module.path.get_concrete_function(),
             "trajectory": module.trajectory.get_concrete_function(),
         }
         tf.saved_model.save(module, temporary, signatures=signatures)
         extra = os.path.join(temporary, "assets.extra")
         os.makedirs(extra, exist_ok=True)
         with open(os.path.join(extra, METADATA_FILE), "w") as handle:
-            json.dump(metadata(model, text, beam_width), handle, indent=2)
+            json.dump(metadata(model, text, beam_width, path_search), handle, indent=2)
         with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
             for log in warmup_requests(model_name):
                 writer.write(log.SerializeToString())

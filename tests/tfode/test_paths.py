@@ -1,0 +1,140 @@
+"""The product's path between two sentences (`tfode.paths`, `Seq2SeqODE.path`)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from rapidfuzz.distance import Levenshtein
+
+from tests.helpers import fit_until_reconstructed, small_model
+import tfode
+from tfode import paths
+from tfode.tokens import EOS_ID
+
+
+def words(ids):
+    """Token lists of `[n, steps]` ids, up to `<eos>`."""
+    rows = []
+    for row in np.asarray(ids):
+        row = list(row)
+        row = row[: row.index(EOS_ID)] if EOS_ID in row else row
+        rows.append(tuple(int(t) for t in row if t))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_text, tiny_tokens):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = small_model(tiny_text.vocabulary_size, "odernn", units=32, max_length=tiny_text.max_length,
+                        solver=tfode.Euler(steps_per_unit=1), seed=0)
+    fit_until_reconstructed(model, tiny_tokens, max_rounds=4)
+    return model
+
+
+def test_word_distances_are_levenshtein_over_tokens(rng):
+    ids = rng.integers(0, 6, size=(3, 7, 6)).astype("int32")  # 0 is padding, dropped
+    ids[:, :, 4:] = 0
+    got = paths.word_distances(tf.constant(ids)).numpy()
+    for b in range(3):
+        rows = [[t for t in row if t] for row in ids[b]]
+        expected = [[Levenshtein.distance(x, y) for y in rows] for x in rows]
+        np.testing.assert_array_equal(got[b], expected)
+
+
+def test_dynamic_programming_spreads_the_points_and_never_goes_back():
+    # Nodes 0 (A′) and 1 (B′) 8 words apart; nodes 2… on the way at 1…7 words from A′, and a
+    # detour node (3 from A′, 7 from B′) that keeps neither distance moving.
+    at = [0, 8, 1, 2, 3, 4, 5, 6, 7]
+    width = len(at) + 1
+    distances = np.zeros([1, width, width], "float32")
+    for i, x in enumerate(at):
+        for j, y in enumerate(at):
+            distances[0, i, j] = abs(x - y)
+    detour = width - 1
+    distances[0, detour, :-1] = distances[0, :-1, detour] = [3, 7, 4, 5, 6, 7, 8, 9, 10]
+    allowed = tf.ones([1, width], tf.bool)
+    search = paths.PathSearch(detour_weight=1.0, confidence_weight=0.0)
+    chosen = search._choose(tf.constant(distances), allowed, tf.zeros([1, width]), tf.constant([5])).numpy()[0]
+    # Five points over 8 words: steps of 2, the evenly spaced nodes at 2, 4 and 6 words.
+    assert list(chosen) == [0, 3, 5, 7, 1]
+    chosen = search._choose(tf.constant(distances), allowed, tf.zeros([1, width]), tf.constant([9])).numpy()[0]
+    assert list(chosen) == [0, 2, 3, 4, 5, 6, 7, 8, 1]
+
+
+def test_dynamic_programming_repeats_a_point_only_when_it_must():
+    distances = tf.constant([[[0.0, 2.0, 1.0], [2.0, 0.0, 1.0], [1.0, 1.0, 0.0]]])
+    search = paths.PathSearch(confidence_weight=0.0)
+    chosen = search._choose(distances, tf.ones([1, 3], tf.bool), tf.zeros([1, 3]), tf.constant([5])).numpy()[0]
+    # One node lies between the ends: the other two interior places repeat a point.
+    assert sorted(set(chosen)) == [0, 1, 2] and chosen[0] == 0 and chosen[-1] == 1
+    assert sum(a == b for a, b in zip(chosen, chosen[1:])) == 2
+
+
+@pytest.mark.parametrize("search", [paths.PathSearch(), paths.PathSearch(mode="linear", directions=0, fixed_points=False)])
+def test_every_point_is_the_decode_of_its_code_and_moves_toward_b(trained, tiny_text, tiny_tokens, search):
+    a, b = tiny_tokens[:4], tiny_tokens[4:]
+    found = trained.path(a, b, points=7, search=search)
+    assert found.ids.shape[:2] == (4, 7) and found.codes.shape == (4, 7, 32)
+    starts = trained.decode(trained.encode(a)[0]).ids
+    ends = trained.decode(trained.encode(b)[0]).ids
+    for row in range(4):
+        sentences = words(found.ids[row])
+        assert sentences[0] == words(starts)[row] and sentences[-1] == words(ends)[row]
+        # Each point's sentence is the model's decode of the code returned for it.
+        assert words(trained.decode(found.codes[row]).ids) == sentences
+        to_a = [Levenshtein.distance(s, sentences[0]) for s in sentences]
+        to_b = [Levenshtein.distance(s, sentences[-1]) for s in sentences]
+        assert all(y >= x for x, y in zip(to_a, to_a[1:])) and all(y <= x for x, y in zip(to_b, to_b[1:]))
+        new = [s for s in sentences[1:-1] if s not in (sentences[0], sentences[-1])]
+        assert len(set(new)) == len(new)  # a sentence is never visited twice
+        if search.fixed_points:  # every new point is a fixed point of decode ∘ encode, without <unk>
+            for sentence in set(new):
+                ids = np.array([list(sentence) + [0] * (8 - len(sentence))], "int32")
+                assert words(trained.reconstruct(ids).ids)[0] == sentence
+                assert 3 not in sentence
+
+
+def test_a_row_answers_the_same_alone_and_among_others(trained, tiny_tokens):
+    a, b = tiny_tokens[[0, 1, 2, 5]], tiny_tokens[[3, 6, 7, 4]]
+    together = trained.path(a, b, points=tf.constant([9, 3, 6, 2]))
+    assert together.ids.shape[1] == 9
+    np.testing.assert_array_equal(together.points.numpy(), [9, 3, 6, 2])
+    for row, points in enumerate([9, 3, 6, 2]):
+        alone = trained.path(a[row : row + 1], b[row : row + 1], points=points)
+        assert words(alone.ids[0]) == words(together.ids[row, :points])
+        np.testing.assert_allclose(alone.codes[0].numpy(), together.codes[row, :points].numpy(), atol=1e-5)
+        # Past a row's last point: nothing.
+        assert not together.ids[row, points:].numpy().any() and not together.lengths[row, points:].numpy().any()
+
+
+def test_points_out_of_range_are_refused(trained, tiny_tokens):
+    for points in (1, paths.MAX_POINTS + 1):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="points must be between 2"):
+            trained.path(tiny_tokens[:1], tiny_tokens[1:2], points=points)
+
+
+@pytest.mark.parametrize("arguments, match", [
+    (dict(mode="cubic"), "mode"), (dict(grid=1), "grid"), (dict(directions=-1), "directions"),
+    (dict(radii=(0.1, 0.0)), "radii"), (dict(radii=()), "radii"), (dict(detour_weight=-1), "detour_weight"),
+    (dict(confidence_weight=float("nan")), "confidence_weight"),
+])
+def test_path_search_refuses_bad_arguments(arguments, match):
+    with pytest.raises(ValueError, match=match):
+        paths.PathSearch(**arguments)
+
+
+def test_path_search_round_trips_and_counts_its_candidates():
+    search = paths.PathSearch(mode="linear", grid=8, directions=3, radii=(0.2,), seed=4)
+    again = paths.PathSearch.from_config(search.get_config())
+    assert again.get_config() == search.get_config()
+    assert search.candidates_per_row == 7 * (1 + 3)
+    codes = search.candidate_codes(tf.zeros([2, 5]), tf.ones([2, 5]))
+    assert codes.shape == (2, search.candidates_per_row, 5)
+    # The points off the line are orthogonal to it, at the radius asked.
+    line = codes.numpy()[0, 0]
+    moved = codes.numpy()[0, 1:4] - line
+    np.testing.assert_allclose(moved @ np.ones(5), 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(moved, axis=1), 0.2 * np.sqrt(5), rtol=1e-5)
+    with pytest.raises(TypeError, match="PathSearch"):
+        small_model(20).path(np.ones([1, 3], "int32"), np.ones([1, 3], "int32"), search="lattice")

@@ -1,0 +1,278 @@
+"""The product's path between two sentences: K sentences from A′ to B′, each the model's decode
+of a latent point, each new, a few words from its neighbours and closer to B′ than the last.
+
+A straight latent line decodes to runs of repeated sentences broken by jumps, and some of its
+points fall in holes (codes no sentence encodes to). `PathSearch` leaves the line:
+
+1. **Candidates.** `grid - 1` interior points of the linear or slerp line between the codes a
+   and b, each also moved off the line in `directions` fixed directions orthogonal to it, at
+   each of `radii` (a fraction of ‖b − a‖). Every candidate is decoded greedily; duplicates and
+   sentences equal to A′ or B′ are dropped.
+2. **On the manifold.** A candidate sentence s is re-encoded and decoded again; with
+   `fixed_points`, only sentences that come back unchanged (dec(enc(s)) = s, so s is where the
+   autoencoder's codes of real sentences live, not a hole) may be chosen, and no sentence with
+   `<unk>`. Such a point's code is enc(s), which decodes to s.
+3. **Dynamic programming** over the candidates picks K − 2 interior points in order: each step
+   must keep the word distance to A′ from falling and to B′ from rising, and change at least one
+   of them (so no point repeats); the cost is the sum of the squared word edit distances of the
+   steps, plus `detour_weight` · (d(A′, s) + d(s, B′) − d(A′, B′)) and
+   `confidence_weight` · (the decoder's mean negative log-probability of s) for each point. A
+   row with too few candidates repeats a point (at a cost of `REPEAT_COST` a repeat) rather than
+   break a rule.
+
+Everything runs in the TensorFlow graph (the serving `path` signature calls it); the
+perturbations are one fixed set of directions for every row, so a row's path depends only on its
+own inputs, never on its batchmates. `PathSearch(directions=0, fixed_points=False)` is the
+baseline: the best placement of K points on a fine grid of the line.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+
+from tfode import interpolation
+from tfode.tokens import EOS_ID, PAD_ID, UNK_ID
+
+MAX_POINTS = 33  # the most points one path may ask for (serving refuses more)
+REPEAT_COST = 1e4  # a repeated point costs more than any path of distinct points
+_UNREACHABLE = 1e9
+
+
+class SentencePath(NamedTuple):
+    """Paths between rows of two batches.
+
+    ids: `[batch, P, steps]` int32, each point's sentence (up to `<eos>`, then 0); P is the
+      batch's largest number of points, and a row asking for fewer has all-zero points after
+      its last.
+    lengths: `[batch, P]` int32, tokens before `<eos>` (0 past a row's last point).
+    codes: `[batch, P, units]` float32, the latent code each sentence is the decode of.
+    points: `[batch]` int32, the number of points of each row.
+    """
+
+    ids: tf.Tensor
+    lengths: tf.Tensor
+    codes: tf.Tensor
+    points: tf.Tensor
+
+
+@keras.saving.register_keras_serializable(package="tfode")
+class PathSearch:
+    """How `Seq2SeqODE.path` finds a path (see the module docstring).
+
+    Args:
+      mode: the line the candidates lie around, "linear" or "slerp".
+      grid: the line is cut into `grid` equal parts (`grid - 1` interior points, >= 2).
+      directions: fixed random directions orthogonal to the line per interior point (>= 0).
+      radii: distances off the line, each a fraction of ‖b − a‖ (each > 0).
+      fixed_points: only sentences that decode back to themselves after re-encoding (and have
+        no `<unk>`) may be interior points.
+      detour_weight: the cost of a point's detour in words (>= 0).
+      confidence_weight: the cost of the decoder's mean negative log-probability of a point's
+        sentence (>= 0).
+      seed: the seed of the directions (the same for every row and every call).
+    """
+
+    def __init__(self, mode: str = "slerp", grid: int = 16, directions: int = 4,
+                 radii=(0.15, 0.3), fixed_points: bool = True, detour_weight: float = 1.0,
+                 confidence_weight: float = 1.0, seed: int = 0):
+        if mode not in interpolation.MODES:
+            raise ValueError(f"mode must be one of {interpolation.MODES}, got {mode!r}.")
+        if int(grid) < 2:
+            raise ValueError(f"grid must be >= 2, got {grid}.")
+        if int(directions) < 0:
+            raise ValueError(f"directions must be >= 0, got {directions}.")
+        radii = tuple(float(r) for r in radii)
+        if int(directions) and (not radii or any(not r > 0 for r in radii)):
+            raise ValueError(f"radii must be positive fractions of the line's length, got {radii}.")
+        for name, value in (("detour_weight", detour_weight), ("confidence_weight", confidence_weight)):
+            if not float(value) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {value}.")
+        self.mode = mode
+        self.grid = int(grid)
+        self.directions = int(directions)
+        self.radii = radii if self.directions else ()
+        self.fixed_points = bool(fixed_points)
+        self.detour_weight = float(detour_weight)
+        self.confidence_weight = float(confidence_weight)
+        self.seed = int(seed)
+
+    @property
+    def candidates_per_row(self) -> int:
+        """Latent points decoded per path, its two ends left out."""
+        return (self.grid - 1) * (1 + self.directions * len(self.radii))
+
+    def get_config(self) -> dict:
+        return {"mode": self.mode, "grid": self.grid, "directions": self.directions,
+                "radii": list(self.radii), "fixed_points": self.fixed_points,
+                "detour_weight": self.detour_weight, "confidence_weight": self.confidence_weight,
+                "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config) -> "PathSearch":
+        return cls(**config)
+
+    def __repr__(self):
+        return f"PathSearch({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
+
+    # -- candidates ----------------------------------------------------------------------
+
+    def candidate_codes(self, start: tf.Tensor, end: tf.Tensor) -> tf.Tensor:
+        """`start`, `end` `[batch, units]` → `[batch, candidates_per_row, units]`: the line's
+        interior grid points, each followed by its points off the line."""
+        alphas = tf.range(1, self.grid, dtype=start.dtype) / float(self.grid)
+        line = interpolation.interpolate(start, end, alphas, self.mode)  # [batch, G-1, units]
+        if not self.directions:
+            return line
+        units = start.shape[-1] or tf.shape(start)[-1]
+        noise = tf.random.stateless_normal([self.directions, units], seed=[self.seed, 7], dtype=start.dtype)
+        along = tf.math.l2_normalize(end - start, axis=-1)  # [batch, units]
+        # Orthogonal to the line (per row), unit length: [batch, D, units].
+        across = noise[None] - tf.reduce_sum(noise[None] * along[:, None], -1, keepdims=True) * along[:, None]
+        across = tf.math.l2_normalize(across, axis=-1)
+        length = tf.norm(end - start, axis=-1)[:, None, None, None]  # [batch, 1, 1, 1]
+        radii = tf.constant(self.radii, start.dtype)[None, None, :, None]
+        offsets = tf.reshape(across[:, :, None, :] * radii * length,
+                             [tf.shape(start)[0], 1, -1, units])  # [batch, 1, D·R, units]
+        moved = line[:, :, None, :] + offsets  # [batch, G-1, D·R, units]
+        points = tf.concat([line[:, :, None, :], moved], axis=2)
+        return tf.reshape(points, [tf.shape(start)[0], -1, units])
+
+    # -- the search ----------------------------------------------------------------------
+
+    def __call__(self, model, tokens_a, tokens_b, points, beam_width: int = 1) -> SentencePath:
+        """Paths from rows of `tokens_a` to rows of `tokens_b` (`[batch, L]` 0-padded ids) of
+        `points` `[batch]` int32 (or one int for every row) points each, 2 … `MAX_POINTS`; the
+        ends are decoded with `beam_width`, the candidates greedily."""
+        tokens_a = tf.convert_to_tensor(tokens_a, tf.int32)
+        tokens_b = tf.convert_to_tensor(tokens_b, tf.int32)
+        batch = tf.shape(tokens_a)[0]
+        points = tf.broadcast_to(tf.cast(points, tf.int32), [batch])
+        in_range = tf.reduce_all((points >= 2) & (points <= MAX_POINTS))
+        check = tf.debugging.Assert(in_range, [f"points must be between 2 and {MAX_POINTS}, got", points])
+        with tf.control_dependencies([check]):
+            points = tf.identity(points)
+        start, end = model.encode(tokens_a)[0], model.encode(tokens_b)[0]
+        units = start.shape[-1]
+        ends = model.decode(tf.concat([start, end], 0), beam_width=beam_width)
+        steps = tf.shape(ends.ids)[1]
+        end_ids = tf.stack([ends.ids[:batch], ends.ids[batch:]], axis=1)  # [batch, 2, steps]
+
+        codes = self.candidate_codes(start, end)  # [batch, N, units]
+        count = tf.shape(codes)[1]
+        decoded = model.decode(tf.reshape(codes, [-1, units]))
+        ids = tf.reshape(_fit(decoded.ids, steps), [batch, count, steps])
+        confidence = _mean_score(decoded)  # [batch·N]
+        confidence = tf.reshape(confidence, [batch, count])
+
+        # Nodes: 0 = A′, 1 = B′, then the candidates; a node is kept when no earlier node has its sentence.
+        node_ids = tf.concat([end_ids, ids], axis=1)  # [batch, 2 + N, steps]
+        node_codes = tf.concat([start[:, None], end[:, None], codes], axis=1)
+        node_confidence = tf.concat([tf.zeros([batch, 2]), confidence], axis=1)
+        same = tf.reduce_all(tf.equal(node_ids[:, :, None], node_ids[:, None]), axis=-1)  # [batch, n, n]
+        nodes = tf.shape(node_ids)[1]
+        earlier = tf.linalg.band_part(tf.ones([nodes, nodes], tf.bool), 0, -1) & ~tf.eye(nodes, dtype=tf.bool)
+        repeated = tf.reduce_any(same & earlier[None], axis=1)
+        keep = ~repeated | (tf.range(nodes) < 2)[None]
+        # Compact each row's kept nodes to the front, in their order; pad to the batch's most.
+        order = tf.argsort(tf.where(keep, 0, 1) * nodes + tf.range(nodes)[None], axis=1, stable=True)
+        width = tf.reduce_max(tf.reduce_sum(tf.cast(keep, tf.int32), axis=1))
+        order = order[:, :width]
+        real = tf.gather(keep, order, batch_dims=1)
+        node_ids = tf.gather(node_ids, order, batch_dims=1)
+        node_codes = tf.gather(node_codes, order, batch_dims=1)
+        node_confidence = tf.gather(node_confidence, order, batch_dims=1)
+
+        allowed = real & ~tf.reduce_any(tf.equal(node_ids, UNK_ID), axis=-1)
+        allowed = allowed | (tf.range(width) < 2)[None]
+        if self.fixed_points:
+            words = _without_eos(node_ids)
+            flat_words = tf.reshape(words, [batch * width, steps])
+            again_codes = model.encode(flat_words)[0]
+            again = _fit(model.decode(again_codes).ids, steps)
+            fixed = tf.reshape(tf.reduce_all(tf.equal(again, tf.reshape(node_ids, [-1, steps])), -1), [batch, width])
+            allowed = allowed & (fixed | (tf.range(width) < 2)[None])
+            interior = (tf.range(width) >= 2)[None, :, None]
+            node_codes = tf.where(interior & fixed[..., None], tf.reshape(again_codes, [batch, width, -1]),
+                                  node_codes)
+
+        distances = word_distances(_without_eos(node_ids))  # [batch, W, W]
+        chosen = self._choose(distances, allowed, node_confidence, points)  # [batch, P]
+        valid = chosen >= 0
+        safe = tf.maximum(chosen, 0)
+        path_ids = tf.where(valid[..., None], tf.gather(node_ids, safe, batch_dims=1), 0)
+        path_codes = tf.where(valid[..., None], tf.gather(node_codes, safe, batch_dims=1), 0.0)
+        lengths = tf.reduce_sum(tf.cast((path_ids != PAD_ID) & (path_ids != EOS_ID), tf.int32), -1)
+        return SentencePath(ids=path_ids, lengths=lengths, codes=path_codes, points=points)
+
+    def _choose(self, distances, allowed, confidence, points):
+        """Dynamic programming over the nodes of each row (0 = A′, 1 = B′): `[batch, P]` node
+        indices of each row's path, -1 past its last point."""
+        batch, width = tf.shape(distances)[0], tf.shape(distances)[1]
+        to_start, to_end = distances[:, 0], distances[:, :, 1]  # [batch, W]
+        span = to_start[:, 1:2]
+        node_cost = (self.detour_weight * (to_start + to_end - span)
+                     - self.confidence_weight * confidence)
+        node_cost = tf.where(tf.range(width)[None] < 2, 0.0, node_cost)
+        a_i, a_j = to_start[:, :, None], to_start[:, None, :]
+        b_i, b_j = to_end[:, :, None], to_end[:, None, :]
+        onward = (a_j >= a_i) & (b_j <= b_i) & ((a_j > a_i) | (b_j < b_i))
+        onward = onward & allowed[:, :, None] & allowed[:, None, :]
+        step_cost = tf.where(onward, tf.square(distances) + node_cost[:, None, :], _UNREACHABLE)
+        stay = tf.eye(width, batch_shape=[batch], dtype=tf.bool) & allowed[:, :, None]
+        step_cost = tf.where(stay, REPEAT_COST, step_cost)
+
+        most = tf.reduce_max(points)
+        cost = tf.where(tf.range(width)[None] == 0, tf.zeros([batch, width]), _UNREACHABLE)  # at step 0, only A′
+        parents = tf.TensorArray(tf.int32, size=most)
+        parents = parents.write(0, tf.zeros([batch, width], tf.int32))
+
+        def forward(k, cost, parents):
+            total = cost[:, :, None] + step_cost  # [batch, from, to]
+            parents = parents.write(k, tf.argmin(total, axis=1, output_type=tf.int32))
+            cost = tf.ensure_shape(tf.minimum(tf.reduce_min(total, axis=1), _UNREACHABLE), [None, None])
+            return k + 1, cost, parents
+
+        _, _, parents = tf.while_loop(lambda k, *_: k < most, forward, (tf.constant(1), cost, parents))
+        parents = parents.stack()  # [P, batch, W]
+
+        last = points - 1
+        chosen = tf.TensorArray(tf.int32, size=most)
+
+        def backward(k, node, chosen):
+            inside = k <= last
+            chosen = chosen.write(k, tf.where(inside, node, -1))
+            previous = tf.gather(parents[k], node, batch_dims=1)
+            return k - 1, tf.where(inside, previous, node), chosen
+
+        _, _, chosen = tf.while_loop(lambda k, *_: k >= 0, backward,
+                                     (most - 1, tf.ones([batch], tf.int32), chosen))
+        return tf.transpose(chosen.stack())
+
+
+def word_distances(ids: tf.Tensor) -> tf.Tensor:
+    """`[batch, n, steps]` 0-padded ids → `[batch, n, n]` float32 word edit distances
+    (Levenshtein over tokens) between every two sentences of a row."""
+    n = tf.shape(ids)[1]
+    first = tf.sparse.from_dense(tf.tile(ids[:, :, None], [1, 1, n, 1]))
+    second = tf.sparse.from_dense(tf.tile(ids[:, None], [1, n, 1, 1]))
+    return tf.edit_distance(first, second, normalize=False)
+
+
+def _without_eos(ids):
+    return tf.where(tf.equal(ids, EOS_ID), tf.zeros_like(ids), ids)
+
+
+def _fit(ids, steps):
+    """`ids` `[n, s]` cut or 0-padded to `steps` columns."""
+    ids = ids[:, :steps]
+    return tf.pad(ids, [[0, 0], [0, steps - tf.shape(ids)[1]]])
+
+
+def _mean_score(decoded):
+    """`[n]` mean log-probability per emitted token (`<eos>` included) of a `Decoded`."""
+    emitted = tf.cast(decoded.lengths + 1, tf.float32)
+    emitted = tf.minimum(emitted, tf.cast(tf.shape(decoded.ids)[1], tf.float32))
+    return tf.reduce_sum(decoded.scores, axis=-1) / emitted
