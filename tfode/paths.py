@@ -252,6 +252,22 @@ class PathSearch:
         return tf.transpose(chosen.stack())
 
 
+# The searches a benchmark or a user names: the product's path and the baselines it is measured
+# against (placement on a fine grid of the line; the same with only fixed points).
+SEARCHES = {
+    "placement": dict(grid=64, directions=0, fixed_points=False),
+    "line-fixed": dict(grid=64, directions=0),
+    "path": dict(),
+}
+
+
+def search_from_name(name: str) -> PathSearch:
+    """The `PathSearch` that `SEARCHES` names."""
+    if name not in SEARCHES:
+        raise ValueError(f"Unknown path search {name!r}; expected one of {sorted(SEARCHES)}.")
+    return PathSearch(**SEARCHES[name])
+
+
 def word_distances(ids: tf.Tensor) -> tf.Tensor:
     """`[batch, n, steps]` 0-padded ids → `[batch, n, n]` float32 word edit distances
     (Levenshtein over tokens) between every two sentences of a row."""

@@ -29,9 +29,16 @@ from training.bench_quality import DEFAULT_DATA, measured_on, relative_command, 
 from training.cli import HelpFormatter
 from training.rundir import read_config
 
-FIGURES = ("fluent", "grammatical", "real", "gradual", "smooth", "monotone", "distinct", "endpoints")
+FIGURES = ("fluent", "grammatical", "new", "real", "gradual", "smooth", "monotone", "distinct", "endpoints",
+           "seconds_per_path")
+GRID_FIGURES = ("grid_distinct", "grid_fluent", "floor", "fluent_interior", "real_interior")
 
 
+GRID_CAPTION = ("Each straight path decoded greedily on a fine grid of {grid} points: the distinct sentences "
+                "strictly between its ends, the share of grid points that decode to a fluent sentence (the "
+                "rest are holes), and the floor (the largest change between neighbouring grid points over "
+                "the span: no placement of points on that line is more gradual). fluent_interior and "
+                "real_interior count every interior point of the 9-point path, repeats of the ends included.")
 STEPS_CAPTION = ("Where along a path its words change: the mean word edit distance of each step "
                  "(α_k → α_k+1) over the same paths. A path that covers its way evenly has equal steps; "
                  "gradual is the mean of each path's largest step over its span.")
@@ -58,18 +65,28 @@ def train_run(name, flags, args) -> str:
     return run_dir
 
 
-def table(rows, modes) -> list[str]:
-    shown = [name for name in FIGURES if any(name in row["interpolation"][modes[0]] for row in rows)]
+def table(rows, modes, figures=FIGURES, grid_only=False) -> list[str]:
+    """One line per run and method (`modes`): its reconstruction and the path `figures`."""
     from training.path_metrics import formatted
 
-    header = "| run | token acc | exact | mode | " + " | ".join(shown) + " |"
+    def shown_value(name, values):
+        if name not in values:
+            return "–"
+        if name == "seconds_per_path":
+            return f"{values[name]:.3f}"
+        return formatted(name, values[name], interval=False)
+
+    shown = [name for name in figures if any(name in row["interpolation"][m] for row in rows for m in modes)]
+    header = "| run | token acc | exact | method | " + " | ".join(shown) + " |"
     lines = [header, "|---|---:|---:|---|" + "---:|" * len(shown)]
     for row in rows:
         for mode in modes:
-            figures = row["interpolation"][mode]
+            values = row["interpolation"][mode]
+            if grid_only and "grid_points" not in values:
+                continue
             lines.append(
                 f"| {row['name']} | {100 * row['token_accuracy']:.2f} % | {100 * row['exact_match']:.2f} % "
-                f"| {mode} | " + " | ".join(formatted(name, figures[name], interval=False) for name in shown) + " |")
+                f"| {mode} | " + " | ".join(shown_value(name, values) for name in shown) + " |")
     return lines
 
 
@@ -125,6 +142,11 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=200, help="seeded sentence pairs (default: 200)")
     parser.add_argument("--points", type=int, default=9, help="points per path, ends included (default: 9)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the pairs (default: 0)")
+    parser.add_argument("--searches", nargs="*", default=["placement", "line-fixed", "path"],
+                        help="path searches measured beside the straight paths, by name (tfode.paths.SEARCHES; "
+                             "default: placement line-fixed path)")
+    parser.add_argument("--grid", type=int, default=129,
+                        help="points of the fine grid each straight path is also decoded on, 0 = none (default: 129)")
     parser.add_argument("--beam-width", type=int, default=1,
                         help="beam search width of every decode, 1 = greedy (default: 1)")
     parser.add_argument("--cache-dir", help="reference LM cache (default: $TFODE_CACHE or ~/.cache/tfode)")
@@ -139,6 +161,15 @@ def main(argv=None) -> int:
             raise ValueError("Name at least one run: --runs NAME=RUN_DIR or --train NAME=FLAGS.")
         if args.pairs < 1 or args.points < 3 or args.beam_width < 1:
             raise ValueError("--pairs and --beam-width must be at least 1 and --points at least 3.")
+        if args.grid < 0 or args.grid == 1:
+            raise ValueError("--grid must be 0 or at least 2.")
+        from tfode.paths import MAX_POINTS, SEARCHES
+
+        unknown = [name for name in args.searches if name not in SEARCHES]
+        if unknown:
+            raise ValueError(f"Unknown --searches {unknown}; expected names of {sorted(SEARCHES)}.")
+        if args.searches and args.points > MAX_POINTS:
+            raise ValueError(f"A searched path has at most {MAX_POINTS} points; lower --points.")
         for _, run_dir in runs:
             if not os.path.exists(os.path.join(run_dir, "config.json")):
                 raise ValueError(f"{run_dir} is not a training run: config.json is missing.")
@@ -151,27 +182,35 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
+    from tfode.paths import search_from_name
     from training import evaluate
 
+    searches = {name: search_from_name(name) for name in args.searches}
     runs += [(name, train_run(name, flags, args)) for name, flags in to_train]
     judge = evaluate.fluency_judge(runs[0][1], cache_dir=args.cache_dir)
     rows = []
     for name, run_dir in runs:
         metrics = evaluate.evaluate(run_dir, beam_width=args.beam_width, interpolation_pairs=args.pairs,
                                     interpolation_steps=args.points, seed=args.seed, judge=judge,
-                                    report_dir=os.path.join(run_dir, "report-interpolation"))
+                                    report_dir=os.path.join(run_dir, "report-interpolation"),
+                                    grid_points=args.grid, searches=searches)
         rows.append({"name": name, "run_dir": run_dir, **metrics})
     modes = list(rows[0]["interpolation"])
     lines = table(rows, modes)
+    grid = table(rows, modes, GRID_FIGURES, grid_only=True) if args.grid else []
     steps = step_table(rows, modes)
     print("\n".join(calibration_lines(judge)))
     print()
     print("\n".join(lines))
     print()
+    print("\n".join(grid))
+    print()
     print("\n".join(steps))
     command = relative_command("python -m training.bench_interpolation",
                                argv if argv is not None else sys.argv[1:])
-    write_results(args.results, rows, judge, lines + ["", STEPS_CAPTION, "", *steps], command, args.beam_width)
+    grid_lines = ["", GRID_CAPTION.format(grid=args.grid), "", *grid] if grid else []
+    write_results(args.results, rows, judge, lines + grid_lines + ["", STEPS_CAPTION, "", *steps], command,
+                  args.beam_width)
     print(f"written to {args.results}")
     return 0
 
@@ -191,11 +230,11 @@ def write_results(path, rows, judge, lines, command, beam_width=1):
         *[f"- `{row['name']}`: `{training_command(row['run_dir'])}`" for row in rows], "",
     ]
     for row in rows:
-        example = row.get("_interpolation_example")
-        if example:
-            text += [f"A slerp path of `{row['name']}`:", "", "| α | sentence |", "|---:|---|"]
-            text += [f"| {alpha:.3f} | {sentence} |" for alpha, sentence in example]
-            text += [""]
+        examples = row.get("_path_examples", {})
+        for method, paths in examples.items():
+            text += [f"Paths of `{row['name']}`, {method}:", ""]
+            for path in paths:
+                text += [*("    " + sentence for sentence in path), ""]
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, exist_ok=True)

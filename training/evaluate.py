@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seeded sentence pairs for the latent path metrics (default: 200)")
     parser.add_argument("--interpolation-steps", type=int, default=9,
                         help="points along each path, both ends included (default: 9)")
+    parser.add_argument("--grid", type=int, default=129,
+                        help="points of the fine grid each straight path is also decoded on, 0 = none (default: 129)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sentence pairs and samples (default: 0)")
     parser.add_argument("--judge", action="store_true",
                         help="also judge the interpolants' fluency with a reference language model "
@@ -81,9 +83,12 @@ def batches(ids, lengths, batch_size):
 
 
 def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_size=256,
-             interpolation_pairs=200, interpolation_steps=9, report_dir=None, seed=0, judge=None) -> dict:
+             interpolation_pairs=200, interpolation_steps=9, report_dir=None, seed=0, judge=None,
+             grid_points=129, searches=None) -> dict:
     """Evaluates the run on `split`; `judge` (a `reference_lm.FluencyJudge`, optional) adds the
-    share of fluent interpolants."""
+    share of fluent interpolants. Between two sentences it measures the linear and slerp paths
+    (also on a `grid_points`-point line) and the model's `path` with each `name: tfode.PathSearch` of
+    `searches` (default: `{"path": PathSearch()}`)."""
     import numpy as np
     import tensorflow as tf
 
@@ -209,8 +214,12 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
     examples = {}
     accepts = grammar.accepts if config["data"] == "synthetic" and not data else None
     corpus = {s.decode("utf-8") for s in text.decode(text.encode(all_sentences).ids).numpy()}
+    from tfode.paths import PathSearch
+
+    searches = {"path": PathSearch()} if searches is None else searches
     measured = latent_paths.measure(model, text, sentences, corpus, interpolation_pairs, interpolation_steps,
-                                    seed, fluent=judge, accepts=accepts, beam_width=beam_width)
+                                    seed, fluent=judge, accepts=accepts, beam_width=beam_width, grid=grid_points,
+                                    searches=searches)
     paths = measured.pop("_paths")
     codes = measured.pop("_codes")
     metrics["interpolation"] = measured
@@ -231,6 +240,7 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
     report.write_report(report_dir, metrics, reconstructions, examples, pictures)
     metrics["_reconstructions"] = reconstructions
     metrics["_interpolation_example"] = examples.get("slerp") or examples.get("linear")
+    metrics["_path_examples"] = {name: entry["paths"][:3] for name, entry in paths.items()}
     return metrics
 
 
@@ -247,6 +257,11 @@ def print_metrics(metrics, report_dir) -> None:
 
     for mode, figures in metrics.get("interpolation", {}).items():
         print(f"latent paths ({mode}, {figures['paths']} pairs, {figures['points']} points): {summary_line(figures)}")
+    path = metrics.get("_path_examples", {}).get("path")
+    if path:
+        print("the model's path between two test sentences:")
+        for sentence in path[0]:
+            print(f"  {sentence}")
     print("reconstructions (input → output):")
     for source, output in metrics["_reconstructions"][:3]:
         print(f"  {source} → {output}")
@@ -294,15 +309,15 @@ def evaluate_in_subprocess(run_dir, limit=None, beam_width=1, report_dir=None) -
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if (args.beam_width < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 1)
-            or args.interpolation_pairs < 0 or args.interpolation_steps < 3):
+            or args.interpolation_pairs < 0 or args.interpolation_steps < 3 or args.grid < 0 or args.grid == 1):
         print("error: --beam-width, --batch-size and --limit must be positive, --interpolation-pairs "
-              "at least 0 and --interpolation-steps at least 3", file=sys.stderr)
+              "at least 0, --interpolation-steps at least 3 and --grid 0 or at least 2", file=sys.stderr)
         return 2
     try:
         judge = fluency_judge(args.run_dir, args.data, args.cache_dir) if args.judge else None
         metrics = evaluate(args.run_dir, args.data, args.split, args.limit, args.beam_width, args.batch_size,
                            args.interpolation_pairs, args.interpolation_steps, args.report_dir,
-                           args.seed, judge)
+                           args.seed, judge, args.grid)
     except (DataError, RunError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ class PathDecoder:
     def __init__(self, model, text, batch_size: int = 512, beam_width: int = 1):
         import tensorflow as tf
 
-        self.model, self.text, self.batch_size = model, text, batch_size
+        self.model, self.text, self.batch_size, self.beam_width = model, text, batch_size, beam_width
         tokens = tf.TensorSpec([None, None], tf.int32)
         self._encode = tf.function(lambda ids: model.encode(ids)[0], input_signature=[tokens])
         self._decode = tf.function(lambda h0: model.decode(h0, beam_width=beam_width).ids,
@@ -50,13 +50,41 @@ class PathDecoder:
         points = len(alphas)
         return codes, [flat[i * points : (i + 1) * points] for i in range(len(starts))]
 
+    def searched_paths(self, ids_a: np.ndarray, ids_b: np.ndarray, points: int, search,
+                       pairs_per_call: int = 25) -> tuple[np.ndarray, list[list[str]], float]:
+        """`(codes [pairs, K, units], sentences [pairs][K], seconds per path)` of
+        `model.path` with `search` (a `tfode.PathSearch`), `pairs_per_call` pairs a call; the
+        time leaves out the first call's tracing."""
+        import time
+
+        import tensorflow as tf
+
+        tokens = tf.TensorSpec([None, None], tf.int32)
+        found = tf.function(lambda a, b, k: self.model.path(a, b, k, search=search, beam_width=self.beam_width),
+                            input_signature=[tokens, tokens, tf.TensorSpec([None], tf.int32)])
+        width = max(1, int((ids_a != 0).sum(1).max()), int((ids_b != 0).sum(1).max()))
+        found(ids_a[:1, :width], ids_b[:1, :width], tf.constant([points]))  # traced outside the timing
+        codes, sentences, seconds = [], [], 0.0
+        for start in range(0, len(ids_a), pairs_per_call):
+            a, b = ids_a[start : start + pairs_per_call, :width], ids_b[start : start + pairs_per_call, :width]
+            began = time.perf_counter()
+            path = found(a, b, tf.fill([len(a)], points))
+            seconds += time.perf_counter() - began
+            shape = path.ids.shape
+            printed = self.text.decode(tf.reshape(path.ids, [-1, shape[2]])).numpy()
+            sentences += [[s.decode("utf-8") for s in printed[i * points : (i + 1) * points]] for i in range(len(a))]
+            codes.append(path.codes.numpy())
+        return np.concatenate(codes), sentences, seconds / max(len(ids_a), 1)
+
 
 def measure(model, text, sentences, corpus, pairs=200, points=9, seed=0, modes=("linear", "slerp"),
-            fluent=None, accepts=None, beam_width=1) -> dict:
-    """Path metrics (`training.path_metrics`) for each mode on `pairs` seeded pairs of
-    `sentences`, with `points` points per path decoded greedily or with `beam_width`; `accepts`
-    (optional) tells whether a sentence is grammatical. Returns `{mode: metrics}` and, under
-    "_paths", the decoded paths and codes."""
+            fluent=None, accepts=None, beam_width=1, grid=129, searches=None) -> dict:
+    """Path metrics (`training.path_metrics`) on `pairs` seeded pairs of `sentences`, `points`
+    points per path decoded greedily or with `beam_width`: for each straight `mode`, beside the
+    figures of its `grid`-point line decoded greedily (none with `grid` 0), and for each
+    `name: tfode.PathSearch` of `searches` (the model's `path`, with its seconds per path).
+    `accepts` (optional) tells whether a sentence is grammatical. Returns `{name: metrics}` and,
+    under "_paths", the decoded paths and codes."""
     decoder = PathDecoder(model, text, beam_width=beam_width)
     ids = text.encode(list(sentences)).ids.numpy()
     printed = [s.decode("utf-8") for s in text.decode(ids).numpy()]
@@ -67,13 +95,30 @@ def measure(model, text, sentences, corpus, pairs=200, points=9, seed=0, modes=(
     inputs = [(printed[a], printed[b]) for a, b in chosen]
     alphas = np.linspace(0.0, 1.0, points)
     results = {"_paths": {}}
-    for mode in modes:
-        path_codes, paths = decoder.paths(starts, ends, alphas, mode)
+
+    def figures(paths):
         metrics = path_metrics.path_metrics(paths, inputs, corpus, fluent)
         if accepts is not None:
-            metrics["grammatical"] = path_metrics.share(accepts(s) for path in paths for s in path[1:-1])
-        results[mode] = metrics
+            flags = [accepts(s) for path in paths for s in path[1:-1]]
+            metrics["grammatical_interior"] = path_metrics.share(flags)
+            metrics["grammatical"] = path_metrics.share(
+                flag for flag, new in zip(flags, path_metrics.new_flags(paths)) if new)
+        return metrics
+
+    greedy = PathDecoder(model, text) if beam_width != 1 else decoder
+    for mode in modes:
+        path_codes, paths = decoder.paths(starts, ends, alphas, mode)
+        results[mode] = figures(paths)
+        if grid:
+            _, grid_paths = greedy.paths(starts, ends, np.linspace(0.0, 1.0, grid), mode)
+            results[mode].update(path_metrics.grid_metrics(grid_paths, fluent))
         results["_paths"][mode] = {"alphas": alphas.tolist(), "paths": paths, "inputs": inputs,
+                                   "codes": path_codes}
+    for name, search in (searches or {}).items():
+        path_codes, paths, seconds = decoder.searched_paths(
+            ids[[a for a, _ in chosen]], ids[[b for _, b in chosen]], points, search)
+        results[name] = {**figures(paths), "seconds_per_path": seconds, "search": search.get_config()}
+        results["_paths"][name] = {"alphas": alphas.tolist(), "paths": paths, "inputs": inputs,
                                    "codes": path_codes}
     results["_codes"] = codes
     return results

@@ -8,11 +8,23 @@ are its two ends, d the word edit distance (Levenshtein over tokens). Over a set
     monotone   share of paths whose distance to A′ never falls and to B′ never rises
     distinct   mean number of distinct interior sentences other than A′ and B′
     endpoints  share of paths whose two ends equal their inputs
-    real       share of interior sentences that are sentences of the corpus
+    new        interior points that differ from both ends (the points a person sees as new),
+               counted over all paths: `real`, `fluent` and `grammatical` are shares of these
+    real       share of new points that are sentences of the corpus
     steps      the mean word edit distance of each step (α_k → α_k+1), over the paths: where along
                the way the words change
-    fluent     share of interior sentences that the reference language model finds at least as
-               likely per token as the 5th-percentile real sentence (95 % of real sentences pass)
+    fluent     share of new points that the reference language model finds at least as likely
+               per token as the 5th-percentile real sentence (95 % of real sentences pass)
+    real_interior, fluent_interior
+               the same over every interior point, repeats of A′ and B′ included
+
+On a fine grid of a straight path (`grid_metrics`, every point of α = 0, 1/(G-1), …, 1):
+
+    grid_distinct  mean number of distinct sentences strictly between A′ and B′ along the grid
+    grid_fluent    share of the grid's interior points whose sentence is fluent (the rest of the
+                   line runs through holes)
+    floor          mean of the largest change between neighbouring grid points over d(A′, B′):
+                   no placement of points on that line can make `gradual` lower
 
 Paths whose ends decode to the same sentence have no way to go: gradual and smooth leave them
 out, and say how many they kept. Every share comes with a 95 % Wilson interval and every mean with
@@ -87,6 +99,7 @@ def path_metrics(paths: list[list[str]], inputs: list[tuple[str, str]], corpus: 
     shapes = [path_shape(path) for path in paths]
     moving = [shape for shape in shapes if shape["span"] > 0]
     interior = [sentence for path in paths for sentence in path[1:-1]]
+    new = new_points(paths)
     metrics = {
         "paths": len(paths),
         "points": len(paths[0]) if paths else 0,
@@ -95,11 +108,39 @@ def path_metrics(paths: list[list[str]], inputs: list[tuple[str, str]], corpus: 
         "monotone": share(shape["monotone"] for shape in shapes),
         "distinct": mean(shape["distinct"] for shape in shapes),
         "endpoints": share(path[0] == a and path[-1] == b for path, (a, b) in zip(paths, inputs)),
-        "real": share(sentence in corpus for sentence in interior),
+        "new": len(new),
+        "real": share(sentence in corpus for sentence in new),
+        "real_interior": share(sentence in corpus for sentence in interior),
         "steps": np.mean([shape["steps"] for shape in shapes], axis=0).tolist() if shapes else [],
     }
     if fluent is not None:
-        metrics["fluent"] = share(fluent(interior))
+        judged = fluent(interior)
+        metrics["fluent_interior"] = share(judged)
+        metrics["fluent"] = share(flag for flag, is_new in zip(judged, new_flags(paths)) if is_new)
+    return metrics
+
+
+def new_flags(paths: list[list[str]]) -> list[bool]:
+    """For each interior point of `paths`, in order: whether it differs from both of its path's ends."""
+    return [sentence not in (path[0], path[-1]) for path in paths for sentence in path[1:-1]]
+
+
+def new_points(paths: list[list[str]]) -> list[str]:
+    """The interior points of `paths` that differ from both of their path's ends, in order."""
+    return [sentence for path in paths for sentence in path[1:-1] if sentence not in (path[0], path[-1])]
+
+
+def grid_metrics(paths: list[list[str]], fluent=None) -> dict:
+    """`grid_distinct`, `grid_fluent` (with `fluent`) and `floor` of paths decoded on a fine grid."""
+    shapes = [path_shape(path) for path in paths]
+    moving = [shape for shape in shapes if shape["span"] > 0]
+    metrics = {
+        "grid_points": len(paths[0]) if paths else 0,
+        "grid_distinct": mean(shape["distinct"] for shape in shapes),
+        "floor": mean(shape["largest_step"] / shape["span"] for shape in moving),
+    }
+    if fluent is not None:
+        metrics["grid_fluent"] = share(fluent([sentence for path in paths for sentence in path[1:-1]]))
     return metrics
 
 
@@ -120,12 +161,16 @@ def spliced(first: str, second: str) -> str:
     return " ".join(a[: len(a) // 2] + b[len(b) // 2 :])
 
 
-SHARES = ("monotone", "endpoints", "real", "fluent", "grammatical")
-ORDER = ("fluent", "grammatical", "real", "gradual", "smooth", "monotone", "distinct", "endpoints")
+SHARES = ("monotone", "endpoints", "real", "fluent", "grammatical", "real_interior", "fluent_interior",
+          "grammatical_interior", "grid_fluent")
+ORDER = ("fluent", "grammatical", "real", "new", "gradual", "smooth", "monotone", "distinct", "endpoints",
+         "fluent_interior", "real_interior", "grid_distinct", "grid_fluent", "floor")
 
 
 def formatted(name: str, figure: dict, interval: bool = True) -> str:
-    """"73.5 % [70.1, 76.7]" for a share, "0.62 [0.58, 0.66]" for a mean."""
+    """"73.5 % [70.1, 76.7]" for a share, "0.62 [0.58, 0.66]" for a mean, "812" for a count."""
+    if isinstance(figure, int):
+        return str(figure)
     scale, unit, digits = (100, " %", 1) if name in SHARES else (1, "", 2)
     text = f"{scale * figure['value']:.{digits}f}{unit}"
     if interval and not math.isnan(figure["low"]):

@@ -108,8 +108,9 @@ def write_report(directory, metrics, reconstructions, interpolations, pictures):
                   "95 % intervals in brackets (training/path_metrics.py says what each figure means).", "",
                   "| figure | " + " | ".join(modes) + " |", "|---|" + "---:|" * len(modes)]
         for name in ORDER:
-            if name in first:
-                lines.append(f"| {name} | " + " | ".join(formatted(name, interpolation[m][name]) for m in modes) + " |")
+            if any(name in interpolation[m] for m in modes):
+                lines.append(f"| {name} | " + " | ".join(
+                    formatted(name, interpolation[m][name]) if name in interpolation[m] else "–" for m in modes) + " |")
         if "steps" in first:
             lines.append("| word edits of each step | "
                          + " | ".join(", ".join(f"{v:.2f}" for v in interpolation[m]["steps"]) for m in modes) + " |")

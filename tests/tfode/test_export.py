@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers import small_model
-from tfode import export
+from tfode import export, paths
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROBE = os.path.join(ROOT, "tests", "serving", "tf1_probe.py")
@@ -45,7 +45,9 @@ def test_layout_assets_and_warmup(exported):
     decoder = metadata["model"]["config"]["decoder"]
     assert decoder["class_name"] == "TrajectoryDecoder" and decoder["config"]["solver"]["name"] == "rk4"
     records = list(tf.data.TFRecordDataset(os.path.join(path, "assets.extra", export.WARMUP_FILE)))
-    assert len(records) == 4
+    assert len(records) == len(set(export.SIGNATURES) - {"serving_default"})
+    assert metadata["path_search"] == paths.PathSearch().get_config()
+    assert metadata["limits"]["max_path_points"] == paths.MAX_POINTS
 
 
 def test_signatures_match_the_model_in_process(exported, loaded, tiny_text):
@@ -120,7 +122,37 @@ def test_every_signature_is_batchable_along_dimension_zero(loaded):
                     np.testing.assert_array_equal(got, want, err_msg=f"{name}/{output}")
 
 
+def test_the_served_path_is_the_librarys_and_pads_shorter_rows(exported, loaded, tiny_text):
+    model = exported[0]
+    a = ["the cat sat on the mat .", "i like your style .", "he has a red car ."]
+    b = ["the pain was unbearable .", "we walk to school every day .", "a dog ran in the park ."]
+    points = np.int32([5, 9, 2])
+    served = loaded.signatures["path"](sentence_a=tf.constant(a), sentence_b=tf.constant(b), points=tf.constant(points))
+    assert served["sentences"].shape == (3, 9) and served["codes"].shape == (3, 9, 32)
+    width = max(len(s.split()) for s in a + b)
+    ids_a, ids_b = (tiny_text.encode(x).ids[:, :width] for x in (a, b))
+    library = model.path(ids_a, ids_b, points)
+    expected = tiny_text.decode(tf.reshape(library.ids, [27, -1])).numpy().reshape(3, 9)
+    np.testing.assert_array_equal(served["sentences"].numpy(), expected)
+    np.testing.assert_allclose(served["codes"].numpy(), library.codes.numpy(), atol=1e-4)
+    for row, count in enumerate(points):
+        assert all(served["sentences"].numpy()[row, count:] == b"")
+        assert all(s != b"" for s in served["sentences"].numpy()[row, :count])
+    # The ends are the model's decodes of the two sentences.
+    decoded = loaded.signatures["decode"](sentences=tf.constant(a + b))["sentences"].numpy()
+    np.testing.assert_array_equal(served["sentences"].numpy()[:, 0], decoded[:3])
+    np.testing.assert_array_equal(served["sentences"].numpy()[[0, 1, 2], points - 1], decoded[3:])
+
+
 @pytest.mark.parametrize("signature, inputs, message", [
+    ("path", {"sentence_a": tf.constant(["a ."]), "sentence_b": tf.constant(["b ."]),
+              "points": tf.constant([1])}, "points must be between 2"),
+    ("path", {"sentence_a": tf.constant(["a ."]), "sentence_b": tf.constant(["b ."]),
+              "points": tf.constant([paths.MAX_POINTS + 1])}, "points must be between 2"),
+    ("path", {"sentence_a": tf.constant(["a .", "b ."]), "sentence_b": tf.constant(["b .", "c ."]),
+              "points": tf.constant([3])}, "one row each"),
+    ("path", {"sentence_a": tf.constant(["a ."]), "sentence_b": tf.constant(["   "]),
+              "points": tf.constant([3])}, "sentence_b: a sentence is empty"),
     ("decode", {"sentences": tf.constant([], tf.string)}, "batch is empty"),
     ("decode", {"sentences": tf.constant(["  ", "ok ."])}, "sentence is empty"),
     ("decode", {"sentences": tf.constant(["x" * 2000])}, "longer than"),

@@ -28,10 +28,27 @@ def test_path_figures_on_paths_made_by_hand():
     assert [s["steps"] for s in shapes] == [[0, 0, 3, 0], [1, 1, 1, 0], [3, 6, 0, 0]]
     assert metrics["steps"] == pytest.approx([4 / 3, 7 / 3, 4 / 3, 0])
     interior = [s for p in (one_jump, gradual, detour) for s in p[1:-1]]
-    assert metrics["real"]["value"] == pytest.approx(sum(s in corpus for s in interior) / len(interior))
+    assert metrics["real_interior"]["value"] == pytest.approx(sum(s in corpus for s in interior) / len(interior))
+    # The new points: neither end of their path (the repeats of A′ and B′ are left out).
+    assert metrics["new"] == 3 and metrics["real"]["n"] == 3
+    assert metrics["real"]["value"] == pytest.approx(1 / 3)  # "a dog sat ." of the three
     assert "fluent" not in metrics
     judged = path_metrics.path_metrics([gradual], [(a, b)], corpus, fluent=lambda ss: [s != "a cat sat ." for s in ss])
-    assert judged["fluent"]["value"] == pytest.approx(2 / 3)
+    assert judged["fluent_interior"]["value"] == pytest.approx(2 / 3)
+    assert judged["fluent"]["value"] == pytest.approx(1 / 2) and judged["fluent"]["n"] == 2
+
+
+def test_grid_figures_count_distinct_sentences_holes_and_the_floor():
+    a, b = "the cat sat .", "a dog ran ."
+    grid = [a, a, "a cat sat .", "xx yy zz .", "a dog sat .", b, b]
+    flat = [a, a, a, a, b, b, b]
+    figures = path_metrics.grid_metrics([grid, flat], fluent=lambda ss: [s != "xx yy zz ." for s in ss])
+    assert figures["grid_points"] == 7
+    assert figures["grid_distinct"]["value"] == pytest.approx((3 + 0) / 2)
+    assert figures["grid_fluent"]["value"] == pytest.approx(9 / 10) and figures["grid_fluent"]["n"] == 10
+    # The grid path's largest steps go through "xx yy zz ." (3 words of 3); the flat one flips at once.
+    assert figures["floor"]["value"] == pytest.approx(1.0)
+    assert path_metrics.grid_metrics([[a, "a cat sat .", "a dog sat .", b]])["floor"]["value"] == pytest.approx(1 / 3)
 
 
 def test_paths_that_cannot_move_are_left_out_of_the_ratios():
@@ -107,8 +124,16 @@ def test_measure_decodes_seeded_paths_of_a_model(tiny_text):
                  "she reads a long book .", "he has a red car .", "the pain was unbearable ."]
     keras.utils.set_random_seed(0)  # an untrained model's near-ties decide its words: fix them
     model = small_model(tiny_text.vocabulary_size, "gru", max_length=tiny_text.max_length)
+    from tfode.paths import PathSearch
+
     measured = latent_paths.measure(model, tiny_text, sentences, set(sentences), pairs=3, points=5, seed=1,
-                                    accepts=lambda s: s.endswith("."))
+                                    accepts=lambda s: s.endswith("."), grid=17,
+                                    searches={"path": PathSearch(grid=4, directions=1, radii=(0.2,))})
+    assert measured["slerp"]["grid_points"] == 17 and "grid_distinct" in measured["slerp"]
+    searched = measured["_paths"]["path"]["paths"]
+    assert len(searched) == 3 and all(len(p) == 5 for p in searched)
+    assert measured["path"]["seconds_per_path"] > 0 and measured["path"]["search"]["grid"] == 4
+    assert [p[0] for p in searched] == [p[0] for p in measured["_paths"]["linear"]["paths"]]
     paths = measured["_paths"]["slerp"]
     assert len(paths["paths"]) == 3 and all(len(p) == 5 for p in paths["paths"])
     assert paths["codes"].shape == (3, 5, 32)
