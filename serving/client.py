@@ -219,6 +219,20 @@ class TFServingClient:
         })
         return {"sentences": answer["sentence"].reshape(pairs, steps), "alphas": alphas}
 
+    def path(self, sentences_a, sentences_b, points=9) -> dict:
+        """The model's path of sentences from each of `sentences_a` to the same row of
+        `sentences_b`, `points` sentences each, ends included: `{"sentences": [pairs][points]}`
+        (text) and `"codes"` `[pairs, points, units]`."""
+        if len(sentences_a) != len(sentences_b):
+            raise ValueError("sentences_a and sentences_b must be as many")
+        answer = self.predict("path", {
+            "sentence_a": np.array(sentences_a, dtype=object),
+            "sentence_b": np.array(sentences_b, dtype=object),
+            "points": np.full([len(sentences_a)], points, np.int32),
+        })
+        return {"sentences": [[_text(s) for s in row[:points]] for row in answer["sentences"]],
+                "codes": answer["codes"][:, :points]}
+
     def trajectory(self, sentences, times) -> dict:
         """What the decoder holds at each of `times` for each sentence: arrays of
         `[sentences, times, ...]` (`state`, `top_k_ids`, `top_k_tokens`, `top_k_probabilities`).
@@ -272,6 +286,11 @@ def main(argv=None) -> int:
     interpolate.add_argument("--steps", "--num-steps", type=int, default=7,
                              help="points on the path, ends included (one request row each)")
     interpolate.add_argument("--mode", choices=["linear", "slerp"], default="slerp", help="path between the codes")
+    path = commands.add_parser("path", help="the model's path of sentences between two sentences",
+                               formatter_class=HelpFormatter)
+    path.add_argument("sentence_a")
+    path.add_argument("sentence_b")
+    path.add_argument("--points", type=int, default=9, help="sentences on the path, ends included")
     trajectory = commands.add_parser("trajectory", help="top tokens along h(t)")
     trajectory.add_argument("sentence")
     trajectory.add_argument("--times", type=float, nargs="+", required=True)
@@ -293,6 +312,9 @@ def main(argv=None) -> int:
             result = client.interpolate([args.sentence_a], [args.sentence_b], args.steps, args.mode)
             for alpha, sentence in zip(result["alphas"], result["sentences"][0]):
                 print(f"α={float(alpha):.2f}  {_text(sentence)}")
+        elif args.command == "path":
+            for sentence in client.path([args.sentence_a], [args.sentence_b], args.points)["sentences"][0]:
+                print(sentence)
         elif args.command == "trajectory":
             result = client.trajectory([args.sentence], args.times)
             for time, tokens, probabilities in zip(args.times, result["top_k_tokens"][0], result["top_k_probabilities"][0]):

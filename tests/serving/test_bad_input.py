@@ -24,6 +24,7 @@ CLEAR_CODES = {"INVALID_ARGUMENT", "NOT_FOUND"}
 SIGNATURE_INPUTS = {
     "decode": ["sentences"], "encode": ["sentences"], "trajectory": ["sentences", "time"],
     "interpolate": ["sentence_a", "sentence_b", "alpha", "mode"],
+    "path": ["sentence_a", "sentence_b", "points"],
 }
 CASES = {"grpc": 0, "rest": 0}
 # Eight different sentences: the trajectory signature decodes each distinct sentence once.

@@ -53,6 +53,14 @@ def test_every_signature_matches_in_process_results(client, in_process, sentence
     assert path["sentences"][0, 0] == b"i like your style ."
     assert path["sentences"][0, -1] == b"the pain was unbearable ."
 
+    found = client.path(["i like your style .", "he has a red car ."], ["the pain was unbearable .", "i like it ."], 6)
+    expected = in_process.signatures["path"](
+        sentence_a=tf.constant(["i like your style .", "he has a red car ."]),
+        sentence_b=tf.constant(["the pain was unbearable .", "i like it ."]), points=tf.constant([6, 6]))
+    assert found["sentences"] == [[s.decode() for s in row] for row in expected["sentences"].numpy()]
+    np.testing.assert_allclose(found["codes"], expected["codes"].numpy(), atol=1e-5)
+    assert found["sentences"][0][0] == "i like your style ." and found["sentences"][0][-1] == "the pain was unbearable ."
+
     trajectory = client.trajectory(["he has a red car ."], [0.5, 1.0, 3.25])
     expected = in_process.signatures["trajectory"](sentences=tf.constant(["he has a red car ."] * 3),
                                                    time=tf.constant([0.5, 1.0, 3.25]))
@@ -63,8 +71,9 @@ def test_every_signature_matches_in_process_results(client, in_process, sentence
 def test_status_and_metadata(client):
     assert client.status() == [{"version": "1", "state": "AVAILABLE", "status": client.status()[0]["status"]}]
     metadata = client.metadata()
-    assert {"decode", "encode", "interpolate", "trajectory", "serving_default"} <= set(metadata)
+    assert {"decode", "encode", "interpolate", "path", "trajectory", "serving_default"} <= set(metadata)
     assert metadata["interpolate"]["inputs"]["alpha"] == ("DT_FLOAT", [-1])
+    assert metadata["path"]["inputs"]["points"] == ("DT_INT32", [-1])
     assert metadata["trajectory"]["inputs"]["time"] == ("DT_FLOAT", [-1])
 
 
