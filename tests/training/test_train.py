@@ -68,13 +68,17 @@ def test_evaluation_report_holds_numbers(trained_run, tmp_path):
         metrics["token_accuracy"])
     saved = json.load(open(tmp_path / "metrics.json"))
     assert saved["token_accuracy"] == metrics["token_accuracy"]
-    assert set(saved["interpolation"]) == {"linear", "slerp"}
+    assert set(saved["interpolation"]) == {"linear", "slerp", "path"}
     linear = saved["interpolation"]["linear"]
-    for figure in ("grammatical", "real", "monotone", "distinct", "endpoints"):
+    for figure in ("grammatical_interior", "real_interior", "monotone", "distinct", "endpoints"):
         assert linear[figure]["n"] > 0, figure
+    assert linear["grammatical"]["n"] == linear["new"]  # shares of the new points only
+    assert linear["grid_points"] == 129 and linear["grid_distinct"]["n"] == linear["paths"]
+    searched = saved["interpolation"]["path"]
+    assert searched["points"] == 9 and searched["seconds_per_path"] > 0 and "grid_points" not in searched
     for figure in ("gradual", "smooth"):  # defined on the paths whose ends differ
         assert 0 <= linear[figure]["n"] <= linear["paths"], figure
-    assert 0.0 <= saved["interpolation"]["linear"]["grammatical"]["value"] <= 1.0
+    assert 0.0 <= saved["interpolation"]["linear"]["grammatical_interior"]["value"] <= 1.0
     steps = saved["interpolation"]["linear"]["steps"]
     assert len(steps) == saved["interpolation"]["linear"]["points"] - 1 and min(steps) >= 0
     assert metrics["midpoints"] > 0  # every sentence's midpoints, not a sample
