@@ -23,6 +23,7 @@ from tfode.decoders import (  # noqa: E402
 from tfode.losses import MaskedCrossEntropy  # noqa: E402
 from tfode.metrics import ExactMatch, MaskedTokenAccuracy  # noqa: E402
 from tfode.model import Seq2SeqODE  # noqa: E402
+from tfode.language_model import LanguageModel  # noqa: E402
 from tfode.text import TextProcessor  # noqa: E402
 
 __version__ = "0.4.0"
@@ -31,5 +32,5 @@ __all__ = [
     "BDF", "RK4", "Dopri5", "Euler", "odeint", "GatedVectorField", "VectorField", "ODESolution",
     "ODESolve", "TiedReadout", "TokenNoise", "PathEnergy", "PathSearch", "SentencePath", "GRUEncoder", "AutoregressiveDecoder", "GRUDecoder", "GRUStepCell",
     "ODERNNCell", "ODERNNDecoder", "TrajectoryDecoder", "MaskedCrossEntropy", "ExactMatch",
-    "MaskedTokenAccuracy", "Seq2SeqODE", "TextProcessor",
+    "MaskedTokenAccuracy", "Seq2SeqODE", "LanguageModel", "TextProcessor",
 ]

@@ -67,15 +67,17 @@ class ServingModule(tf.Module):
     """The model and its text pipeline behind string-in, string-out tf.functions."""
 
     def __init__(self, model: Seq2SeqODE, text: TextProcessor, beam_width: int = 1,
-                 path_search: paths.PathSearch | None = None):
+                 path_search: paths.PathSearch | None = None, language_model=None):
         super().__init__(name="tfode_serving")
         # Keras 3 variables wrap tf.Variables, and saving both gives each weight two handles
         # in the exported graph: the TF1 session loader (TF Serving's path) then restores one
         # and the signatures read the other, uninitialised. So the Keras model is kept out of
         # the object graph (a plain namespace is not tracked) and only the tf.Variables inside
         # its variables are saved.
-        self._untracked = types.SimpleNamespace(model=model)
+        self._untracked = types.SimpleNamespace(model=model, language_model=language_model)
         self.raw_variables = [variable.value for variable in model.variables]
+        if language_model is not None:
+            self.language_model_variables = [variable.value for variable in language_model.variables]
         self.text = text
         self.beam_width = beam_width
         self.path_search = path_search or paths.PathSearch()
@@ -149,7 +151,8 @@ class ServingModule(tf.Module):
         with tf.control_dependencies([in_range]):
             points = tf.identity(points)
         ids_a, ids_b = self._encode_pair(sentence_a, sentence_b, {"points": points})
-        found = self.model.path(ids_a, ids_b, points, search=self.path_search, beam_width=self.beam_width)
+        found = self.model.path(ids_a, ids_b, points, search=self.path_search, beam_width=self.beam_width,
+                                language_model=self._untracked.language_model)
         shape = tf.shape(found.ids)
         sentences = self.text.decode(tf.reshape(found.ids, [-1, shape[2]]), tf.reshape(found.lengths, [-1]))
         return {"sentences": tf.reshape(sentences, shape[:2]), "codes": found.codes}
@@ -209,10 +212,14 @@ class ServingModule(tf.Module):
         }
 
 
-def metadata(model: Seq2SeqODE, text: TextProcessor, beam_width: int, path_search: paths.PathSearch) -> dict:
+def metadata(model: Seq2SeqODE, text: TextProcessor, beam_width: int, path_search: paths.PathSearch,
+             language_model=None) -> dict:
     return {
         "model": keras.saving.serialize_keras_object(model),
         "path_search": path_search.get_config(),
+        "language_model": (None if language_model is None else
+                           {**keras.saving.serialize_keras_object(language_model),
+                            "threshold": float(language_model.threshold.numpy())}),
         "vocabulary_size": text.vocabulary_size,
         "max_length": text.max_length,
         "beam_width": beam_width,
@@ -264,9 +271,11 @@ def export_saved_model(
     overwrite: bool = False,
     beam_width: int = 1,
     path_search: paths.PathSearch | None = None,
+    language_model=None,
 ) -> str:
     """Writes the SavedModel atomically; returns the version folder's path. The `path`
-    signature finds paths with `path_search` (default `PathSearch()`).
+    signature finds paths with `path_search` (default `PathSearch()`), asking `language_model`
+    (a `tfode.LanguageModel`, optional; its weights are saved in the SavedModel).
 
     `version` defaults to one more than the newest present (1 for the first). An existing
     version is refused unless `overwrite`.
@@ -293,7 +302,10 @@ def export_saved_model(
 
     with atomic.replacing(final) as temporary:
         path_search = path_search or paths.PathSearch()
-        module = ServingModule(model, text, beam_width, path_search)
+        if language_model is not None and language_model.vocab_size != text.vocabulary_size:
+            raise ExportError(f"The language model's vocabulary ({language_model.vocab_size} ids) is not the "
+                              f"model's ({text.vocabulary_size}).")
+        module = ServingModule(model, text, beam_width, path_search, language_model)
         signatures = {
             "serving_default": module.decode.get_concrete_function(),
             "decode": module.decode.get_concrete_function(),
@@ -306,7 +318,7 @@ def export_saved_model(
         extra = os.path.join(temporary, "assets.extra")
         os.makedirs(extra, exist_ok=True)
         with open(os.path.join(extra, METADATA_FILE), "w") as handle:
-            json.dump(metadata(model, text, beam_width, path_search), handle, indent=2)
+            json.dump(metadata(model, text, beam_width, path_search, language_model), handle, indent=2)
         with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
             for log in warmup_requests(model_name):
                 writer.write(log.SerializeToString())

@@ -190,17 +190,22 @@ class Seq2SeqODE(keras.Model):
         start, end = self.encode(tokens_a)[0], self.encode(tokens_b)[0]
         return self.decode(interpolation.interpolate_rows(start, end, alpha, mode), beam_width=beam_width)
 
-    def path(self, tokens_a, tokens_b, points=9, search=None, beam_width=1) -> paths.SentencePath:
+    def path(self, tokens_a, tokens_b, points=9, search=None, beam_width=1,
+             language_model=None) -> paths.SentencePath:
         """The product's path of sentences from each row of `tokens_a` to the same row of
         `tokens_b` (`[batch, L]` ids): `points` (an int, or `[batch]` int32; 2 …
         `paths.MAX_POINTS`) sentences, the first and last the decodes (with `beam_width`) of
         the two codes, every other one a new sentence a few words from its neighbours, found by
-        `search` (a `paths.PathSearch`, by default `PathSearch()`). A `paths.SentencePath` of
-        `[batch, P, …]` tensors."""
+        `search` (a `paths.PathSearch`, by default `PathSearch()`), which asks `language_model`
+        (a `tfode.LanguageModel` of this model's vocabulary, optional) which candidates read as
+        real text. A `paths.SentencePath` of `[batch, P, …]` tensors."""
         search = paths.PathSearch() if search is None else search
         if not isinstance(search, paths.PathSearch):
             raise TypeError(f"search must be a PathSearch, got {type(search).__name__}.")
-        return search(self, tokens_a, tokens_b, points, beam_width=beam_width)
+        if language_model is not None and language_model.vocab_size != self.encoder.vocab_size:
+            raise ValueError(f"The language model's vocabulary ({language_model.vocab_size} ids) is not "
+                             f"this model's ({self.encoder.vocab_size}).")
+        return search(self, tokens_a, tokens_b, points, beam_width=beam_width, language_model=language_model)
 
     def with_solver(self, solver) -> "Seq2SeqODE":
         """A copy of this model for inference with the same weights and another ODE solver (a

@@ -12,13 +12,16 @@ points fall in holes (codes no sentence encodes to). `PathSearch` leaves the lin
    `fixed_points`, only sentences that come back unchanged (dec(enc(s)) = s, so s is where the
    autoencoder's codes of real sentences live, not a hole) may be chosen, and no sentence with
    `<unk>`. Such a point's code is enc(s), which decodes to s.
-3. **Dynamic programming** over the candidates picks K − 2 interior points in order: each step
+3. **Fluent** (given a `tfode.LanguageModel`): with `fluent_only`, only sentences the language
+   model scores at least at its `threshold` (as likely per token as most real sentences) may be
+   chosen.
+4. **Dynamic programming** over the candidates picks K − 2 interior points in order: each step
    must keep the word distance to A′ from falling and to B′ from rising, and change at least one
    of them (so no point repeats); the cost is the sum of the squared word edit distances of the
-   steps, plus `detour_weight` · (d(A′, s) + d(s, B′) − d(A′, B′)) and
-   `confidence_weight` · (the decoder's mean negative log-probability of s) for each point. A
-   row with too few candidates repeats a point (at a cost of `REPEAT_COST` a repeat) rather than
-   break a rule.
+   steps, plus, for each point, `detour_weight` · (d(A′, s) + d(s, B′) − d(A′, B′)),
+   `confidence_weight` · (the decoder's mean negative log-probability of s) and
+   `fluency_weight` · (the language model's). A row with too few candidates repeats a point (at
+   a cost of `REPEAT_COST` a repeat) rather than break a rule.
 
 Everything runs in the TensorFlow graph (the serving `path` signature calls it); the
 perturbations are one fixed set of directions for every row, so a row's path depends only on its
@@ -72,12 +75,16 @@ class PathSearch:
       detour_weight: the cost of a point's detour in words (>= 0).
       confidence_weight: the cost of the decoder's mean negative log-probability of a point's
         sentence (>= 0).
+      fluency_weight: the cost of a language model's mean negative log-probability of a point's
+        sentence (>= 0), when the call is given one.
+      fluent_only: with a language model, only sentences it finds fluent may be interior points.
       seed: the seed of the directions (the same for every row and every call).
     """
 
     def __init__(self, mode: str = "slerp", grid: int = 16, directions: int = 4,
                  radii=(0.15, 0.3), fixed_points: bool = True, detour_weight: float = 1.0,
-                 confidence_weight: float = 1.0, seed: int = 0):
+                 confidence_weight: float = 1.0, fluency_weight: float = 1.0, fluent_only: bool = True,
+                 seed: int = 0):
         if mode not in interpolation.MODES:
             raise ValueError(f"mode must be one of {interpolation.MODES}, got {mode!r}.")
         if int(grid) < 2:
@@ -87,7 +94,8 @@ class PathSearch:
         radii = tuple(float(r) for r in radii)
         if int(directions) and (not radii or any(not r > 0 for r in radii)):
             raise ValueError(f"radii must be positive fractions of the line's length, got {radii}.")
-        for name, value in (("detour_weight", detour_weight), ("confidence_weight", confidence_weight)):
+        for name, value in (("detour_weight", detour_weight), ("confidence_weight", confidence_weight),
+                            ("fluency_weight", fluency_weight)):
             if not float(value) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value}.")
         self.mode = mode
@@ -97,6 +105,8 @@ class PathSearch:
         self.fixed_points = bool(fixed_points)
         self.detour_weight = float(detour_weight)
         self.confidence_weight = float(confidence_weight)
+        self.fluency_weight = float(fluency_weight)
+        self.fluent_only = bool(fluent_only)
         self.seed = int(seed)
 
     @property
@@ -108,7 +118,7 @@ class PathSearch:
         return {"mode": self.mode, "grid": self.grid, "directions": self.directions,
                 "radii": list(self.radii), "fixed_points": self.fixed_points,
                 "detour_weight": self.detour_weight, "confidence_weight": self.confidence_weight,
-                "seed": self.seed}
+                "fluency_weight": self.fluency_weight, "fluent_only": self.fluent_only, "seed": self.seed}
 
     @classmethod
     def from_config(cls, config) -> "PathSearch":
@@ -142,10 +152,12 @@ class PathSearch:
 
     # -- the search ----------------------------------------------------------------------
 
-    def __call__(self, model, tokens_a, tokens_b, points, beam_width: int = 1) -> SentencePath:
+    def __call__(self, model, tokens_a, tokens_b, points, beam_width: int = 1,
+                 language_model=None) -> SentencePath:
         """Paths from rows of `tokens_a` to rows of `tokens_b` (`[batch, L]` 0-padded ids) of
         `points` `[batch]` int32 (or one int for every row) points each, 2 … `MAX_POINTS`; the
-        ends are decoded with `beam_width`, the candidates greedily."""
+        ends are decoded with `beam_width`, the candidates greedily; `language_model` (a
+        `tfode.LanguageModel` of the model's vocabulary, optional) judges the candidates."""
         tokens_a = tf.convert_to_tensor(tokens_a, tf.int32)
         tokens_b = tf.convert_to_tensor(tokens_b, tf.int32)
         batch = tf.shape(tokens_a)[0]
@@ -198,8 +210,15 @@ class PathSearch:
             node_codes = tf.where(interior & fixed[..., None], tf.reshape(again_codes, [batch, width, -1]),
                                   node_codes)
 
+        node_cost = -self.confidence_weight * node_confidence
+        if language_model is not None:
+            flat_words = tf.reshape(_without_eos(node_ids), [batch * width, steps])
+            scores = tf.reshape(language_model.log_likelihood(flat_words), [batch, width])
+            node_cost -= self.fluency_weight * scores
+            if self.fluent_only:
+                allowed = allowed & ((scores >= language_model.threshold) | (tf.range(width) < 2)[None])
         distances = word_distances(_without_eos(node_ids))  # [batch, W, W]
-        chosen = self._choose(distances, allowed, node_confidence, points)  # [batch, P]
+        chosen = self._choose(distances, allowed, node_cost, points)  # [batch, P]
         valid = chosen >= 0
         safe = tf.maximum(chosen, 0)
         path_ids = tf.where(valid[..., None], tf.gather(node_ids, safe, batch_dims=1), 0)
@@ -207,14 +226,15 @@ class PathSearch:
         lengths = tf.reduce_sum(tf.cast((path_ids != PAD_ID) & (path_ids != EOS_ID), tf.int32), -1)
         return SentencePath(ids=path_ids, lengths=lengths, codes=path_codes, points=points)
 
-    def _choose(self, distances, allowed, confidence, points):
-        """Dynamic programming over the nodes of each row (0 = A′, 1 = B′): `[batch, P]` node
-        indices of each row's path, -1 past its last point."""
+    def _choose(self, distances, allowed, cost_of_node, points):
+        """Dynamic programming over the nodes of each row (0 = A′, 1 = B′) given their word
+        `distances` `[batch, W, W]`, which may be points (`allowed` `[batch, W]`) and what each
+        costs beside its detour (`cost_of_node` `[batch, W]`): `[batch, P]` node indices of each
+        row's path, -1 past its last point."""
         batch, width = tf.shape(distances)[0], tf.shape(distances)[1]
         to_start, to_end = distances[:, 0], distances[:, :, 1]  # [batch, W]
         span = to_start[:, 1:2]
-        node_cost = (self.detour_weight * (to_start + to_end - span)
-                     - self.confidence_weight * confidence)
+        node_cost = self.detour_weight * (to_start + to_end - span) + cost_of_node
         node_cost = tf.where(tf.range(width)[None] < 2, 0.0, node_cost)
         a_i, a_j = to_start[:, :, None], to_start[:, None, :]
         b_i, b_j = to_end[:, :, None], to_end[:, None, :]

@@ -88,16 +88,18 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
     """Evaluates the run on `split`; `judge` (a `reference_lm.FluencyJudge`, optional) adds the
     share of fluent interpolants. Between two sentences it measures the linear and slerp paths
     (also on a `grid_points`-point line) and the model's `path` with each `name: tfode.PathSearch` of
-    `searches` (default: `{"path": PathSearch()}`)."""
+    `searches` (default: `{"path": PathSearch()}`), asking the run's language model when it has
+    one (`training.fit_language_model`)."""
     import numpy as np
     import tensorflow as tf
 
     from training import grammar, report
     from training import metrics as scores
-    from training.rundir import load_run
+    from training.rundir import load_language_model, load_run
     from tfode.tokens import append_eos
 
     config, text, model = load_run(run_dir)
+    language_model = load_language_model(run_dir)
     # Compiled once per shape family: eager while-loops (beam search, ODE-RNN) are very slow.
     tokens_spec = tf.TensorSpec([None, None], tf.int32)
     teacher_forced = tf.function(lambda tokens: model(tokens), input_signature=[tokens_spec])
@@ -219,7 +221,8 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
     searches = {"path": PathSearch()} if searches is None else searches
     measured = latent_paths.measure(model, text, sentences, corpus, interpolation_pairs, interpolation_steps,
                                     seed, fluent=judge, accepts=accepts, beam_width=beam_width, grid=grid_points,
-                                    searches=searches)
+                                    searches=searches, language_model=language_model)
+    metrics["language_model"] = language_model is not None
     paths = measured.pop("_paths")
     codes = measured.pop("_codes")
     metrics["interpolation"] = measured

@@ -4,7 +4,9 @@
 
 Writes BASE/NAME/N/ atomically (N defaults to the newest version + 1). Solver settings are fixed
 here: `--solver`/`--rtol`/`--atol`/`--steps-per-unit` replace the training solver (e.g. a tighter
-dopri5, or bdf for stiff dynamics), and are recorded in assets.extra/tfode.json.
+dopri5, or bdf for stiff dynamics), and are recorded in assets.extra/tfode.json. The run's
+language model (`training.fit_language_model`), when it has one, travels inside the SavedModel
+for the `path` signature.
 """
 
 from __future__ import annotations
@@ -57,10 +59,11 @@ def main(argv=None) -> int:
         return 2
     from tfode.export import ExportError, export_saved_model
     from training import builder
-    from training.rundir import load_run
+    from training.rundir import load_language_model, load_run
 
     try:
         _, text, model = load_run(args.run_dir)
+        language_model = load_language_model(args.run_dir)
         if args.solver:
             given = {"rtol": args.rtol, "atol": args.atol, "steps_per_unit": args.steps_per_unit}
             solver = builder.inference_solver(
@@ -68,11 +71,11 @@ def main(argv=None) -> int:
             )
             model = model.with_solver(solver)
         path = export_saved_model(model, text, args.export_base, args.model_name, args.version,
-                                  args.overwrite, args.beam_width)
+                                  args.overwrite, args.beam_width, language_model=language_model)
     except (ExportError, RunError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"exported {path}")
+    print(f"exported {path}" + ("" if language_model is None else " (with the run's language model)"))
     return 0
 
 

@@ -51,16 +51,17 @@ class PathDecoder:
         return codes, [flat[i * points : (i + 1) * points] for i in range(len(starts))]
 
     def searched_paths(self, ids_a: np.ndarray, ids_b: np.ndarray, points: int, search,
-                       pairs_per_call: int = 25) -> tuple[np.ndarray, list[list[str]], float]:
+                       pairs_per_call: int = 25, language_model=None) -> tuple[np.ndarray, list[list[str]], float]:
         """`(codes [pairs, K, units], sentences [pairs][K], seconds per path)` of
-        `model.path` with `search` (a `tfode.PathSearch`), `pairs_per_call` pairs a call; the
-        time leaves out the first call's tracing."""
+        `model.path` with `search` (a `tfode.PathSearch`) and `language_model` (optional),
+        `pairs_per_call` pairs a call; the time leaves out the first call's tracing."""
         import time
 
         import tensorflow as tf
 
         tokens = tf.TensorSpec([None, None], tf.int32)
-        found = tf.function(lambda a, b, k: self.model.path(a, b, k, search=search, beam_width=self.beam_width),
+        found = tf.function(lambda a, b, k: self.model.path(a, b, k, search=search, beam_width=self.beam_width,
+                                                            language_model=language_model),
                             input_signature=[tokens, tokens, tf.TensorSpec([None], tf.int32)])
         width = max(1, int((ids_a != 0).sum(1).max()), int((ids_b != 0).sum(1).max()))
         found(ids_a[:1, :width], ids_b[:1, :width], tf.constant([points]))  # traced outside the timing
@@ -78,11 +79,12 @@ class PathDecoder:
 
 
 def measure(model, text, sentences, corpus, pairs=200, points=9, seed=0, modes=("linear", "slerp"),
-            fluent=None, accepts=None, beam_width=1, grid=129, searches=None) -> dict:
+            fluent=None, accepts=None, beam_width=1, grid=129, searches=None, language_model=None) -> dict:
     """Path metrics (`training.path_metrics`) on `pairs` seeded pairs of `sentences`, `points`
     points per path decoded greedily or with `beam_width`: for each straight `mode`, beside the
     figures of its `grid`-point line decoded greedily (none with `grid` 0), and for each
-    `name: tfode.PathSearch` of `searches` (the model's `path`, with its seconds per path).
+    `name: tfode.PathSearch` of `searches` (the model's `path` asking `language_model`, if any,
+    with its seconds per path).
     `accepts` (optional) tells whether a sentence is grammatical. Returns `{name: metrics}` and,
     under "_paths", the decoded paths and codes."""
     decoder = PathDecoder(model, text, beam_width=beam_width)
@@ -116,7 +118,8 @@ def measure(model, text, sentences, corpus, pairs=200, points=9, seed=0, modes=(
                                    "codes": path_codes}
     for name, search in (searches or {}).items():
         path_codes, paths, seconds = decoder.searched_paths(
-            ids[[a for a, _ in chosen]], ids[[b for _, b in chosen]], points, search)
+            ids[[a for a, _ in chosen]], ids[[b for _, b in chosen]], points, search,
+            language_model=language_model)
         results[name] = {**figures(paths), "seconds_per_path": seconds, "search": search.get_config()}
         results["_paths"][name] = {"alphas": alphas.tolist(), "paths": paths, "inputs": inputs,
                                    "codes": path_codes}

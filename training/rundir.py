@@ -3,6 +3,8 @@
     RUN_DIR/config.json        the resolved configuration
     RUN_DIR/vocab.txt, text_config.json   the text pipeline
     RUN_DIR/model.keras        the trained model (best validation loss)
+    RUN_DIR/language_model.keras   the language model the model's path search asks (optional;
+                               `training.fit_language_model`)
     RUN_DIR/checkpoints/       last.keras and best.keras, each written atomically
     RUN_DIR/backup/            BackupAndRestore state while a run is unfinished
     RUN_DIR/history.csv, logs/ CSVLogger and TensorBoard
@@ -17,6 +19,7 @@ import os
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
+LANGUAGE_MODEL_FILE = "language_model.keras"
 
 
 class RunError(ValueError):
@@ -63,3 +66,15 @@ def load_run(run_dir: str, model_file: str | None = None):
         if path and os.path.exists(path):
             return config, text, keras.models.load_model(path)
     raise RunError(f"{run_dir} holds no trained model yet (looked for {candidates}).")
+
+
+def load_language_model(run_dir: str):
+    """The run's `tfode.LanguageModel`, or None when it has none."""
+    path = os.path.join(run_dir, LANGUAGE_MODEL_FILE)
+    if not os.path.exists(path):
+        return None
+    import keras
+
+    import tfode  # noqa: F401  (registers the layers for loading)
+
+    return keras.models.load_model(path)

@@ -138,3 +138,97 @@ def test_path_search_round_trips_and_counts_its_candidates():
     np.testing.assert_allclose(np.linalg.norm(moved, axis=1), 0.2 * np.sqrt(5), rtol=1e-5)
     with pytest.raises(TypeError, match="PathSearch"):
         small_model(20).path(np.ones([1, 3], "int32"), np.ones([1, 3], "int32"), search="lattice")
+
+
+@pytest.fixture(scope="module")
+def language_model(tiny_text, tiny_tokens):
+    import keras
+
+    from tfode.tokens import append_eos
+
+    keras.utils.set_random_seed(1)
+    lm = tfode.LanguageModel(tiny_text.vocabulary_size, units=16, embedding_dim=8)
+    lm.compile(keras.optimizers.Adam(1e-2))
+    lm.fit(tiny_tokens, append_eos(tiny_tokens).numpy(), epochs=30, batch_size=8, verbose=0)
+    lm.calibrate(tiny_tokens, quantile=0.25)
+    return lm
+
+
+def test_the_language_model_scores_tokens_and_calibrates_its_threshold(language_model, tiny_tokens, tmp_path):
+    import keras
+
+    from tfode.tokens import append_eos
+
+    ids = tiny_tokens[:3]
+    logits = language_model(ids).numpy()
+    targets = append_eos(ids).numpy()
+    log_probs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
+    expected = [np.mean([log_probs[r, k, t] for k, t in enumerate(targets[r]) if t]) for r in range(3)]
+    np.testing.assert_allclose(language_model.log_likelihood(ids).numpy(), expected, rtol=1e-4)
+    scores = np.sort(language_model.log_likelihood(tiny_tokens).numpy())
+    assert float(language_model.threshold.numpy()) == pytest.approx(scores[int(0.25 * (len(scores) - 1))])
+    assert language_model.fluent(tiny_tokens).numpy().mean() >= 0.75
+    language_model.save(tmp_path / "lm.keras")
+    again = keras.models.load_model(tmp_path / "lm.keras")
+    assert float(again.threshold.numpy()) == pytest.approx(float(language_model.threshold.numpy()))
+    np.testing.assert_allclose(again.log_likelihood(ids).numpy(), language_model.log_likelihood(ids).numpy(), rtol=1e-5)
+    with pytest.raises(ValueError, match="quantile"):
+        language_model.calibrate(tiny_tokens, quantile=1.0)
+    with pytest.raises(ValueError, match="vocab_size"):
+        tfode.LanguageModel(3)
+
+
+def test_with_a_language_model_every_new_point_is_fluent(trained, language_model, tiny_tokens):
+    a, b = tiny_tokens[:4], tiny_tokens[4:]
+    found = trained.path(a, b, points=6, language_model=language_model)
+    for row in range(4):
+        sentences = words(found.ids[row])
+        new = [s for s in sentences[1:-1] if s not in (sentences[0], sentences[-1])]
+        if new:
+            ids = np.array([list(s) + [0] * (8 - len(s)) for s in new], "int32")
+            assert language_model.fluent(ids).numpy().all()
+    before = float(language_model.threshold.numpy())
+    language_model.threshold.assign(1.0)  # no sentence is that likely: every interior point repeats an end
+    try:
+        found = trained.path(a, b, points=6, language_model=language_model)
+    finally:
+        language_model.threshold.assign(before)
+    for row in range(4):
+        sentences = words(found.ids[row])
+        assert set(sentences) <= {sentences[0], sentences[-1]}
+    with pytest.raises(ValueError, match="vocabulary"):
+        trained.path(a, b, points=6, language_model=tfode.LanguageModel(language_model.vocab_size + 1, units=4))
+
+
+@pytest.mark.slow
+def test_the_exported_path_asks_the_language_model_it_carries(trained, language_model, tiny_text, tmp_path):
+    import json
+    import os
+
+    from tfode import export
+
+    a = ["the cat sat on the mat .", "i like your style ."]
+    b = ["the pain was unbearable .", "he has a red car ."]
+    width = max(len(s.split()) for s in a + b)
+    ids_a, ids_b = (tiny_text.encode(x).ids[:, :width] for x in (a, b))
+    # Without the fixed-point rule: the tiny model's decodes are rarely fixed points.
+    search = paths.PathSearch(fixed_points=False)
+    before = float(language_model.threshold.numpy())
+    served = {}
+    try:
+        # Thresholds that pass every sentence and none: the served paths follow the one exported.
+        for threshold in (-1e9, 1.0):
+            language_model.threshold.assign(threshold)
+            folder = export.export_saved_model(trained, tiny_text, str(tmp_path), "m", path_search=search,
+                                               language_model=language_model)
+            metadata = json.load(open(os.path.join(folder, "assets.extra", export.METADATA_FILE)))
+            assert metadata["language_model"]["threshold"] == pytest.approx(threshold)
+            served[threshold] = tf.saved_model.load(folder).signatures["path"](
+                sentence_a=tf.constant(a), sentence_b=tf.constant(b), points=tf.constant([7, 7]))["sentences"].numpy()
+            library = trained.path(ids_a, ids_b, 7, search=search, language_model=language_model)
+            expected = tiny_text.decode(tf.reshape(library.ids, [14, -1])).numpy().reshape(2, 7)
+            np.testing.assert_array_equal(served[threshold], expected)
+    finally:
+        language_model.threshold.assign(before)
+    assert any(len(set(row)) > 2 for row in served[-1e9])
+    assert all(set(row) == {row[0], row[-1]} for row in served[1.0])
