@@ -81,8 +81,8 @@ class PathSearch:
       seed: the seed of the directions (the same for every row and every call).
     """
 
-    def __init__(self, mode: str = "slerp", grid: int = 16, directions: int = 4,
-                 radii=(0.15, 0.3), fixed_points: bool = True, detour_weight: float = 1.0,
+    def __init__(self, mode: str = "slerp", grid: int = 24, directions: int = 6,
+                 radii=(0.1, 0.2, 0.35), fixed_points: bool = False, detour_weight: float = 1.0,
                  confidence_weight: float = 1.0, fluency_weight: float = 1.0, fluent_only: bool = True,
                  seed: int = 0):
         if mode not in interpolation.MODES:
@@ -273,10 +273,10 @@ class PathSearch:
 
 
 # The searches a benchmark or a user names: the product's path and the baselines it is measured
-# against (placement on a fine grid of the line; the same with only fixed points).
+# against (placement on a fine grid of the line; the same keeping only fluent sentences).
 SEARCHES = {
-    "placement": dict(grid=64, directions=0, fixed_points=False),
-    "line-fixed": dict(grid=64, directions=0),
+    "placement": dict(grid=64, directions=0, fluency_weight=0.0, fluent_only=False),
+    "line": dict(grid=64, directions=0),
     "path": dict(),
 }
 

@@ -142,9 +142,9 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=200, help="seeded sentence pairs (default: 200)")
     parser.add_argument("--points", type=int, default=9, help="points per path, ends included (default: 9)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the pairs (default: 0)")
-    parser.add_argument("--searches", nargs="*", default=["placement", "line-fixed", "path"],
+    parser.add_argument("--searches", nargs="*", default=["placement", "line", "path"],
                         help="path searches measured beside the straight paths, by name (tfode.paths.SEARCHES; "
-                             "default: placement line-fixed path)")
+                             "default: placement line path)")
     parser.add_argument("--grid", type=int, default=129,
                         help="points of the fine grid each straight path is also decoded on, 0 = none (default: 129)")
     parser.add_argument("--beam-width", type=int, default=1,

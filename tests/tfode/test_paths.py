@@ -71,7 +71,7 @@ def test_dynamic_programming_repeats_a_point_only_when_it_must():
     assert sum(a == b for a, b in zip(chosen, chosen[1:])) == 2
 
 
-@pytest.mark.parametrize("search", [paths.PathSearch(), paths.PathSearch(mode="linear", directions=0, fixed_points=False)])
+@pytest.mark.parametrize("search", [paths.PathSearch(fixed_points=True), paths.PathSearch(mode="linear", directions=0)])
 def test_every_point_is_the_decode_of_its_code_and_moves_toward_b(trained, tiny_text, tiny_tokens, search):
     a, b = tiny_tokens[:4], tiny_tokens[4:]
     found = trained.path(a, b, points=7, search=search)
@@ -87,7 +87,8 @@ def test_every_point_is_the_decode_of_its_code_and_moves_toward_b(trained, tiny_
         to_b = [Levenshtein.distance(s, sentences[-1]) for s in sentences]
         assert all(y >= x for x, y in zip(to_a, to_a[1:])) and all(y <= x for x, y in zip(to_b, to_b[1:]))
         new = [s for s in sentences[1:-1] if s not in (sentences[0], sentences[-1])]
-        assert len(set(new)) == len(new)  # a sentence is never visited twice
+        runs = [s for k, s in enumerate(new) if k == 0 or new[k - 1] != s]
+        assert len(set(runs)) == len(runs)  # a point may repeat (too few candidates), never come back later
         if search.fixed_points:  # every new point is a fixed point of decode ∘ encode, without <unk>
             for sentence in set(new):
                 ids = np.array([list(sentence) + [0] * (8 - len(sentence))], "int32")
