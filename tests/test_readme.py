@@ -26,4 +26,4 @@ def test_the_readme_python_example_runs_as_written(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "runs" / "api-example" / "model.keras").exists()
     printed = [line for line in result.stdout.splitlines() if line.startswith("[")]
-    assert len(printed) == 2  # the reconstructions and the interpolated path
+    assert len(printed) == 3  # the reconstructions, the interpolated path and the model's path
