@@ -54,6 +54,27 @@ def named(values, what):
     return pairs
 
 
+def named_searches(values) -> dict:
+    """`{name: PathSearch}` from names of `tfode.paths.SEARCHES` and NAME=JSON settings
+    (ValueError naming what is wrong)."""
+    import json
+
+    from tfode.paths import SEARCHES, PathSearch, search_from_name
+
+    searches = {}
+    for value in values or []:
+        name, separator, settings = value.partition("=")
+        if not separator:
+            searches[name] = search_from_name(name)
+            continue
+        try:
+            searches[name] = PathSearch(**json.loads(settings))
+        except (json.JSONDecodeError, TypeError) as error:
+            raise ValueError(f"--searches {value!r}: not PathSearch settings as JSON ({error}); names: "
+                             f"{sorted(SEARCHES)}.") from None
+    return searches
+
+
 def train_run(name, flags, args) -> str:
     from training import train
 
@@ -143,8 +164,8 @@ def main(argv=None) -> int:
     parser.add_argument("--points", type=int, default=9, help="points per path, ends included (default: 9)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the pairs (default: 0)")
     parser.add_argument("--searches", nargs="*", default=["placement", "line", "path"],
-                        help="path searches measured beside the straight paths, by name (tfode.paths.SEARCHES; "
-                             "default: placement line path)")
+                        help="path searches measured beside the straight paths: names of tfode.paths.SEARCHES, or "
+                             "NAME=JSON, a PathSearch's settings as JSON (default: placement line path)")
     parser.add_argument("--grid", type=int, default=129,
                         help="points of the fine grid each straight path is also decoded on, 0 = none (default: 129)")
     parser.add_argument("--beam-width", type=int, default=1,
@@ -163,11 +184,9 @@ def main(argv=None) -> int:
             raise ValueError("--pairs and --beam-width must be at least 1 and --points at least 3.")
         if args.grid < 0 or args.grid == 1:
             raise ValueError("--grid must be 0 or at least 2.")
-        from tfode.paths import MAX_POINTS, SEARCHES
+        from tfode.paths import MAX_POINTS
 
-        unknown = [name for name in args.searches if name not in SEARCHES]
-        if unknown:
-            raise ValueError(f"Unknown --searches {unknown}; expected names of {sorted(SEARCHES)}.")
+        searches = named_searches(args.searches)
         if args.searches and args.points > MAX_POINTS:
             raise ValueError(f"A searched path has at most {MAX_POINTS} points; lower --points.")
         for _, run_dir in runs:
@@ -182,10 +201,8 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    from tfode.paths import search_from_name
     from training import evaluate
 
-    searches = {name: search_from_name(name) for name in args.searches}
     runs += [(name, train_run(name, flags, args)) for name, flags in to_train]
     judge = evaluate.fluency_judge(runs[0][1], cache_dir=args.cache_dir)
     rows = []

@@ -199,3 +199,16 @@ def test_the_step_table_gives_each_runs_mean_edits_per_step():
     assert lines[0] == "| run | mode | 0.000 → 0.333 | 0.333 → 0.667 | 0.667 → 1.000 |"
     assert lines[2:] == ["| plain | linear | 0.50 | 3.00 | 0.25 |", "| plain | slerp | 1.00 | 2.00 | 1.00 |",
                          "| energy | linear | 1.00 | 1.00 | 1.00 |", "| energy | slerp | 2.00 | 0.00 | 1.00 |"]
+
+
+def test_searches_are_named_or_given_as_settings(tmp_path, capsys):
+    from training import bench_interpolation
+
+    searches = bench_interpolation.named_searches(["path", 'wide={"grid": 8, "directions": 2}'])
+    assert searches["path"].get_config() == __import__("tfode").PathSearch().get_config()
+    assert searches["wide"].grid == 8 and searches["wide"].directions == 2
+    for bad in (["no-such-search"], ['x={"grid": 1}'], ["x={grid"], ['x={"colour": 1}']):
+        assert bench_interpolation.main(["--train", "a=", "--searches", *bad, "--out-dir", str(tmp_path / "runs"),
+                                         "--results", str(tmp_path / "x.md")]) == 2
+        assert "error:" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
