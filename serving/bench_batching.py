@@ -69,19 +69,15 @@ def main(argv=None) -> int:
         parser.error("--rows and --threads must be >= 1 and --seconds > 0")
     import tensorflow_text  # noqa: F401  (the graphs' text ops; loaded after the arguments are read)
 
-    from serving.model_manager import LoadedVersion, SessionThreads, versions_on_disk
+    from serving.model_manager import SessionThreads, load_newest
 
-    model_dir = os.path.join(args.export_base, args.model_name)
-    versions = versions_on_disk(model_dir)
-    if not versions:
-        print(f"error: no version under {model_dir}", file=sys.stderr)
-        return 2
-    version_number = max(versions)
     threads = SessionThreads(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism)
-    version = LoadedVersion(versions[version_number], version_number, threads)
-    if "decode" not in version.signatures:
-        print(f"error: version {version_number} of {model_dir} has no decode signature", file=sys.stderr)
+    try:
+        version = load_newest(os.path.join(args.export_base, args.model_name), "decode", threads)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
+    version_number = version.version
     print(f"decode of {args.model_name} version {version_number}, session pools intra {threads.intra} "
           f"inter {threads.inter}, {os.cpu_count()} CPU cores, {args.seconds:g} s per row")
     print("| sentences per run | calling threads | sentences/s | ms per run | cores busy | CPU ms per sentence |")

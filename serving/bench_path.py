@@ -58,18 +58,14 @@ def main(argv=None) -> int:
     import numpy as np
     import tensorflow_text  # noqa: F401  (the graphs' text ops; loaded after the arguments are read)
 
-    from serving.model_manager import LoadedVersion, SessionThreads, versions_on_disk
+    from serving.model_manager import SessionThreads, load_newest
 
-    model_dir = os.path.join(args.export_base, args.model_name)
-    versions = versions_on_disk(model_dir)
-    if not versions:
-        print(f"error: no version under {model_dir}", file=sys.stderr)
+    try:
+        version = load_newest(os.path.join(args.export_base, args.model_name), "path", SessionThreads(0, 0))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    number = max(versions)
-    version = LoadedVersion(versions[number], number, SessionThreads(0, 0))
-    if "path" not in version.signatures:
-        print(f"error: version {number} of {model_dir} has no path signature", file=sys.stderr)
-        return 2
+    number = version.version
     rng = random.Random(args.seed)
 
     def inputs():

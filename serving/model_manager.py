@@ -463,6 +463,20 @@ def versions_on_disk(base_path: str) -> dict[int, str]:
     return versions
 
 
+def load_newest(model_dir: str, signature: str, threads: "SessionThreads") -> "LoadedVersion":
+    """The newest version under `model_dir`, loaded with `threads`; ValueError saying why when
+    there is none or it lacks `signature` (for the benchmarks)."""
+    versions = versions_on_disk(model_dir)
+    if not versions:
+        raise ValueError(f"no version under {model_dir}")
+    number = max(versions)
+    version = LoadedVersion(versions[number], number, threads)
+    if signature not in version.signatures:
+        version.retire()
+        raise ValueError(f"version {number} of {model_dir} has no {signature} signature")
+    return version
+
+
 def _mtime(path: str) -> float:
     try:
         return max(os.path.getmtime(path), os.path.getmtime(os.path.join(path, "saved_model.pb")))

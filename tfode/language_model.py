@@ -18,7 +18,8 @@ from tfode.tokens import PAD_ID, append_eos, prepend_bos
 @keras.saving.register_keras_serializable(package="tfode")
 class LanguageModel(keras.Model):
     """`call(ids)` takes `[batch, L]` 0-padded ids and returns next-token logits
-    `[batch, L + 1, vocab]` for the sentence followed by `<eos>` (targets: `append_eos(ids)`).
+    `[batch, L + 1, vocab]` for the sentence followed by `<eos>` (targets: `append_eos(ids)`;
+    train it with `compile(optimizer, loss=tfode.MaskedCrossEntropy())`).
 
     Args:
       vocab_size: number of token ids (the autoencoder's vocabulary).
@@ -73,12 +74,6 @@ class LanguageModel(keras.Model):
         index = tf.cast(tf.floor(quantile * tf.cast(tf.size(scores) - 1, tf.float32)), tf.int32)
         self.threshold.assign(scores[index])
         return float(self.threshold.numpy())
-
-    def compile(self, optimizer="adam", loss=None, **kwargs):
-        """Masked next-token cross-entropy by default."""
-        from tfode.losses import MaskedCrossEntropy
-
-        super().compile(optimizer=optimizer, loss=loss or MaskedCrossEntropy(), **kwargs)
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "units": self.units,

@@ -29,6 +29,7 @@ def fit(run_dir: str, epochs: int = 3, units: int = 256, embedding_dim: int = 64
     import keras
 
     from tfode.language_model import LanguageModel
+    from tfode.losses import MaskedCrossEntropy
     from tfode.text import TextProcessor
     from tfode.tokens import append_eos
     from training.evaluate import evaluation_data
@@ -43,7 +44,7 @@ def fit(run_dir: str, epochs: int = 3, units: int = 256, embedding_dim: int = 64
     keras.utils.set_random_seed(seed)
     model = LanguageModel(text.vocabulary_size, units=units, embedding_dim=embedding_dim)
     ids = text.encode(train).ids.numpy()
-    model.compile(keras.optimizers.Adam(3e-3, clipnorm=1.0))
+    model.compile(keras.optimizers.Adam(3e-3, clipnorm=1.0), loss=MaskedCrossEntropy())
     history = model.fit(ids, append_eos(ids).numpy(), batch_size=batch_size, epochs=epochs, verbose=verbose)
     threshold = model.calibrate(text.encode(validation).ids, quantile)
     save_model_atomically(model, os.path.join(run_dir, LANGUAGE_MODEL_FILE))

@@ -149,7 +149,7 @@ def language_model(tiny_text, tiny_tokens):
 
     keras.utils.set_random_seed(1)
     lm = tfode.LanguageModel(tiny_text.vocabulary_size, units=16, embedding_dim=8)
-    lm.compile(keras.optimizers.Adam(1e-2))
+    lm.compile(keras.optimizers.Adam(1e-2), loss=tfode.MaskedCrossEntropy())
     lm.fit(tiny_tokens, append_eos(tiny_tokens).numpy(), epochs=30, batch_size=8, verbose=0)
     lm.calibrate(tiny_tokens, quantile=0.25)
     return lm
