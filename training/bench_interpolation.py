@@ -34,6 +34,14 @@ FIGURES = ("fluent", "grammatical", "new", "real", "gradual", "smooth", "monoton
 GRID_FIGURES = ("grid_distinct", "grid_fluent", "floor", "fluent_interior", "real_interior")
 
 
+METHODS_CAPTION = (
+    "Methods: `linear` and `slerp` decode 9 evenly spaced points of the straight latent path; the others "
+    "are the model's `path` (`tfode.PathSearch`, settings in each run's report): `placement` chooses 9 points "
+    "of a 64-point grid of the slerp line by dynamic programming, `line` the same among the grid's sentences "
+    "that the run's language model (`training.fit_language_model`) finds fluent, `path` leaves the line "
+    "(candidates around it, fluent ones only). fluent, real and grammatical count only the new points "
+    "(interior points that differ from both ends; `new` is how many); seconds_per_path is `model.path` in "
+    "process, 25 pairs a call.")
 GRID_CAPTION = ("Each straight path decoded greedily on a fine grid of {grid} points: the distinct sentences "
                 "strictly between its ends, the share of grid points that decode to a fluent sentence (the "
                 "rest are holes), and the floor (the largest change between neighbouring grid points over "
@@ -243,15 +251,15 @@ def write_results(path, rows, judge, lines, command, beam_width=1):
         "free-running. "
         "`training/path_metrics.py` defines each figure; the runs' reports "
         "(`report-interpolation/report.md`) give the 95 % intervals.", "",
-        *calibration_lines(judge), "", *lines, "", "The runs were trained by:", "",
+        METHODS_CAPTION, "", *calibration_lines(judge), "", *lines, "", "The runs were trained by:", "",
         *[f"- `{row['name']}`: `{training_command(row['run_dir'])}`" for row in rows], "",
     ]
     for row in rows:
         examples = row.get("_path_examples", {})
         for method, paths in examples.items():
             text += [f"Paths of `{row['name']}`, {method}:", ""]
-            for path in paths:
-                text += [*("    " + sentence for sentence in path), ""]
+            for sentences in paths:
+                text += [*("    " + sentence for sentence in sentences), ""]
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, exist_ok=True)
