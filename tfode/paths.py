@@ -17,8 +17,8 @@ points fall in holes (codes no sentence encodes to). `PathSearch` leaves the lin
    chosen.
 4. **Dynamic programming** over the candidates picks K − 2 interior points in order: each step
    must keep the word distance to A′ from falling and to B′ from rising, and change at least one
-   of them (so no point repeats); the cost is the sum of the squared word edit distances of the
-   steps, plus, for each point, `detour_weight` · (d(A′, s) + d(s, B′) − d(A′, B′)),
+   of them (so no point repeats); the cost is the sum of the word edit distances of the steps,
+   each to the power `step_exponent` (squared by default), plus, for each point, `detour_weight` · (d(A′, s) + d(s, B′) − d(A′, B′)),
    `confidence_weight` · (the decoder's mean negative log-probability of s) and
    `fluency_weight` · (the language model's). A row with too few candidates repeats a point (at
    a cost of `REPEAT_COST` a repeat) rather than break a rule.
@@ -40,8 +40,8 @@ from tfode import interpolation
 from tfode.tokens import EOS_ID, PAD_ID, UNK_ID
 
 MAX_POINTS = 33  # the most points one path may ask for (serving refuses more)
-REPEAT_COST = 1e4  # a repeated point costs more than any path of distinct points
-_UNREACHABLE = 1e9
+REPEAT_COST = 1e7  # a repeated point costs more than any path of distinct points (32 steps of 20 words, ^4)
+_UNREACHABLE = 1e12
 
 
 class SentencePath(NamedTuple):
@@ -78,13 +78,15 @@ class PathSearch:
       fluency_weight: the cost of a language model's mean negative log-probability of a point's
         sentence (>= 0), when the call is given one.
       fluent_only: with a language model, only sentences it finds fluent may be interior points.
+      step_exponent: a step of d words costs d ** step_exponent (1 … 4): 2 spreads the change,
+        higher values charge the largest step more.
       seed: the seed of the directions (the same for every row and every call).
     """
 
     def __init__(self, mode: str = "slerp", grid: int = 24, directions: int = 6,
                  radii=(0.1, 0.2, 0.35), fixed_points: bool = False, detour_weight: float = 1.0,
                  confidence_weight: float = 1.0, fluency_weight: float = 1.0, fluent_only: bool = True,
-                 seed: int = 0):
+                 step_exponent: float = 2.0, seed: int = 0):
         if mode not in interpolation.MODES:
             raise ValueError(f"mode must be one of {interpolation.MODES}, got {mode!r}.")
         if int(grid) < 2:
@@ -107,6 +109,9 @@ class PathSearch:
         self.confidence_weight = float(confidence_weight)
         self.fluency_weight = float(fluency_weight)
         self.fluent_only = bool(fluent_only)
+        if not 1.0 <= float(step_exponent) <= 4.0:
+            raise ValueError(f"step_exponent must be in [1, 4], got {step_exponent}.")
+        self.step_exponent = float(step_exponent)
         self.seed = int(seed)
 
     @property
@@ -118,7 +123,8 @@ class PathSearch:
         return {"mode": self.mode, "grid": self.grid, "directions": self.directions,
                 "radii": list(self.radii), "fixed_points": self.fixed_points,
                 "detour_weight": self.detour_weight, "confidence_weight": self.confidence_weight,
-                "fluency_weight": self.fluency_weight, "fluent_only": self.fluent_only, "seed": self.seed}
+                "fluency_weight": self.fluency_weight, "fluent_only": self.fluent_only,
+                "step_exponent": self.step_exponent, "seed": self.seed}
 
     @classmethod
     def from_config(cls, config) -> "PathSearch":
@@ -240,7 +246,7 @@ class PathSearch:
         b_i, b_j = to_end[:, :, None], to_end[:, None, :]
         onward = (a_j >= a_i) & (b_j <= b_i) & ((a_j > a_i) | (b_j < b_i))
         onward = onward & allowed[:, :, None] & allowed[:, None, :]
-        step_cost = tf.where(onward, tf.square(distances) + node_cost[:, None, :], _UNREACHABLE)
+        step_cost = tf.where(onward, tf.pow(distances, self.step_exponent) + node_cost[:, None, :], _UNREACHABLE)
         stay = tf.eye(width, batch_shape=[batch], dtype=tf.bool) & allowed[:, :, None]
         step_cost = tf.where(stay, REPEAT_COST, step_cost)
 
