@@ -29,8 +29,8 @@ from training.bench_quality import DEFAULT_DATA, measured_on, relative_command, 
 from training.cli import HelpFormatter
 from training.rundir import read_config
 
-FIGURES = ("fluent", "grammatical", "new", "real", "gradual", "smooth", "monotone", "distinct", "endpoints",
-           "seconds_per_path")
+FIGURES = ("fluent", "grammatical", "new", "real", "gradual", "smooth", "smooth_bound", "monotone", "distinct",
+           "endpoints", "seconds_per_path")
 GRID_FIGURES = ("grid_distinct", "grid_fluent", "floor", "fluent_interior", "real_interior")
 
 

@@ -5,6 +5,8 @@ are its two ends, d the word edit distance (Levenshtein over tokens). Over a set
 
     gradual    mean of (the largest single step's d) / d(A′, B′): 1.0 = the path flips in one step
     smooth     mean of d(A′, B′) / (Σ of the steps' d): 1.0 = no detour
+    smooth_bound  mean of min(1, d(A′, B′) / (K − 1)): the most `smooth` can be when each of the
+               K − 1 steps changes at least one word (every point new), on the same paths
     monotone   share of paths whose distance to A′ never falls and to B′ never rises
     distinct   mean number of distinct interior sentences other than A′ and B′
     endpoints  share of paths whose two ends equal their inputs
@@ -105,6 +107,8 @@ def path_metrics(paths: list[list[str]], inputs: list[tuple[str, str]], corpus: 
         "points": len(paths[0]) if paths else 0,
         "gradual": mean(shape["largest_step"] / shape["span"] for shape in moving),
         "smooth": mean(shape["span"] / shape["length"] for shape in moving),
+        "smooth_bound": mean(min(1.0, shape["span"] / max(len(path) - 1, 1))
+                             for shape, path in zip(shapes, paths) if shape["span"] > 0),
         "monotone": share(shape["monotone"] for shape in shapes),
         "distinct": mean(shape["distinct"] for shape in shapes),
         "endpoints": share(path[0] == a and path[-1] == b for path, (a, b) in zip(paths, inputs)),
@@ -163,7 +167,7 @@ def spliced(first: str, second: str) -> str:
 
 SHARES = ("monotone", "endpoints", "real", "fluent", "grammatical", "real_interior", "fluent_interior",
           "grammatical_interior", "grid_fluent")
-ORDER = ("fluent", "grammatical", "real", "new", "gradual", "smooth", "monotone", "distinct", "endpoints",
+ORDER = ("fluent", "grammatical", "real", "new", "gradual", "smooth", "smooth_bound", "monotone", "distinct", "endpoints",
          "fluent_interior", "real_interior", "grid_distinct", "grid_fluent", "floor")
 
 

@@ -23,6 +23,7 @@ def test_path_figures_on_paths_made_by_hand():
     assert [s["distinct"] for s in shapes] == [0, 2, 1]
     assert metrics["gradual"]["value"] == pytest.approx((1 + 1 / 3 + 2) / 3)
     assert metrics["smooth"]["value"] == pytest.approx((1 + 1 + 3 / 9) / 3)
+    assert metrics["smooth_bound"]["value"] == pytest.approx(3 / 4)  # spans of 3 words over 4 steps
     assert metrics["monotone"]["value"] == pytest.approx(2 / 3) and metrics["monotone"]["n"] == 3
     assert metrics["endpoints"]["value"] == pytest.approx(2 / 3)
     assert [s["steps"] for s in shapes] == [[0, 0, 3, 0], [1, 1, 1, 0], [3, 6, 0, 0]]
