@@ -18,7 +18,7 @@ points fall in holes (codes no sentence encodes to). `PathSearch` leaves the lin
 4. **Dynamic programming** over the candidates picks K − 2 interior points in order: each step
    must keep the word distance to A′ from falling and to B′ from rising, and change at least one
    of them (so no point repeats); the cost is the sum of the word edit distances of the steps,
-   each to the power `step_exponent` (squared by default), plus, for each point, `detour_weight` · (d(A′, s) + d(s, B′) − d(A′, B′)),
+   each to the power `step_exponent` (squared by default) plus `length_weight` times it, plus, for each point, `detour_weight` · (d(A′, s) + d(s, B′) − d(A′, B′)),
    `confidence_weight` · (the decoder's mean negative log-probability of s) and
    `fluency_weight` · (the language model's). A row with too few candidates repeats a point (at
    a cost of `REPEAT_COST` a repeat) rather than break a rule.
@@ -80,13 +80,15 @@ class PathSearch:
       fluent_only: with a language model, only sentences it finds fluent may be interior points.
       step_exponent: a step of d words costs d ** step_exponent (1 … 4): 2 spreads the change,
         higher values charge the largest step more.
+      length_weight: each step also costs `length_weight` · d (>= 0), so that the path's length,
+        and with it its detours (Σ d − d(A′, B′)), is charged.
       seed: the seed of the directions (the same for every row and every call).
     """
 
     def __init__(self, mode: str = "slerp", grid: int = 24, directions: int = 6,
                  radii=(0.1, 0.2, 0.35), fixed_points: bool = False, detour_weight: float = 1.0,
                  confidence_weight: float = 1.0, fluency_weight: float = 1.0, fluent_only: bool = True,
-                 step_exponent: float = 2.0, seed: int = 0):
+                 step_exponent: float = 2.0, length_weight: float = 0.0, seed: int = 0):
         if mode not in interpolation.MODES:
             raise ValueError(f"mode must be one of {interpolation.MODES}, got {mode!r}.")
         if int(grid) < 2:
@@ -97,7 +99,7 @@ class PathSearch:
         if int(directions) and (not radii or any(not r > 0 for r in radii)):
             raise ValueError(f"radii must be positive fractions of the line's length, got {radii}.")
         for name, value in (("detour_weight", detour_weight), ("confidence_weight", confidence_weight),
-                            ("fluency_weight", fluency_weight)):
+                            ("fluency_weight", fluency_weight), ("length_weight", length_weight)):
             if not float(value) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value}.")
         self.mode = mode
@@ -112,6 +114,7 @@ class PathSearch:
         if not 1.0 <= float(step_exponent) <= 4.0:
             raise ValueError(f"step_exponent must be in [1, 4], got {step_exponent}.")
         self.step_exponent = float(step_exponent)
+        self.length_weight = float(length_weight)
         self.seed = int(seed)
 
     @property
@@ -124,7 +127,7 @@ class PathSearch:
                 "radii": list(self.radii), "fixed_points": self.fixed_points,
                 "detour_weight": self.detour_weight, "confidence_weight": self.confidence_weight,
                 "fluency_weight": self.fluency_weight, "fluent_only": self.fluent_only,
-                "step_exponent": self.step_exponent, "seed": self.seed}
+                "step_exponent": self.step_exponent, "length_weight": self.length_weight, "seed": self.seed}
 
     @classmethod
     def from_config(cls, config) -> "PathSearch":
@@ -246,7 +249,8 @@ class PathSearch:
         b_i, b_j = to_end[:, :, None], to_end[:, None, :]
         onward = (a_j >= a_i) & (b_j <= b_i) & ((a_j > a_i) | (b_j < b_i))
         onward = onward & allowed[:, :, None] & allowed[:, None, :]
-        step_cost = tf.where(onward, tf.pow(distances, self.step_exponent) + node_cost[:, None, :], _UNREACHABLE)
+        moves = tf.pow(distances, self.step_exponent) + self.length_weight * distances
+        step_cost = tf.where(onward, moves + node_cost[:, None, :], _UNREACHABLE)
         stay = tf.eye(width, batch_shape=[batch], dtype=tf.bool) & allowed[:, :, None]
         step_cost = tf.where(stay, REPEAT_COST, step_cost)
 

@@ -119,6 +119,7 @@ def test_points_out_of_range_are_refused(trained, tiny_tokens):
     (dict(mode="cubic"), "mode"), (dict(grid=1), "grid"), (dict(directions=-1), "directions"),
     (dict(radii=(0.1, 0.0)), "radii"), (dict(radii=()), "radii"), (dict(detour_weight=-1), "detour_weight"),
     (dict(confidence_weight=float("nan")), "confidence_weight"), (dict(step_exponent=0.5), "step_exponent"),
+    (dict(length_weight=-1), "length_weight"),
 ])
 def test_path_search_refuses_bad_arguments(arguments, match):
     with pytest.raises(ValueError, match=match):
