@@ -36,7 +36,8 @@ GRID_FIGURES = ("grid_distinct", "grid_fluent", "floor", "fluent_interior", "rea
 
 METHODS_CAPTION = (
     "Methods: `linear` and `slerp` decode 9 evenly spaced points of the straight latent path; the others "
-    "are the model's `path` (`tfode.PathSearch`, settings in each run's report): `placement` chooses 9 points "
+    "are the model's `path` (`tfode.PathSearch`, settings in each run's `report-interpolation/metrics.json`): "
+    "`placement` chooses 9 points "
     "of a 64-point grid of the slerp line by dynamic programming, `line` the same among the grid's sentences "
     "that the run's language model (`training.fit_language_model`) finds fluent, `path` leaves the line "
     "(candidates around it, fluent ones only). fluent, real and grammatical count only the new points "
