@@ -208,9 +208,9 @@ class PathSearch:
 
         allowed = real & ~tf.reduce_any(tf.equal(node_ids, UNK_ID), axis=-1)
         allowed = allowed | (tf.range(width) < 2)[None]
+        words = _without_eos(node_ids)  # [batch, W, steps], as the encoder and the language model read them
+        flat_words = tf.reshape(words, [batch * width, steps])
         if self.fixed_points:
-            words = _without_eos(node_ids)
-            flat_words = tf.reshape(words, [batch * width, steps])
             again_codes = model.encode(flat_words)[0]
             again = _fit(model.decode(again_codes).ids, steps)
             fixed = tf.reshape(tf.reduce_all(tf.equal(again, tf.reshape(node_ids, [-1, steps])), -1), [batch, width])
@@ -221,12 +221,11 @@ class PathSearch:
 
         node_cost = -self.confidence_weight * node_confidence
         if language_model is not None:
-            flat_words = tf.reshape(_without_eos(node_ids), [batch * width, steps])
             scores = tf.reshape(language_model.log_likelihood(flat_words), [batch, width])
             node_cost -= self.fluency_weight * scores
             if self.fluent_only:
                 allowed = allowed & ((scores >= language_model.threshold) | (tf.range(width) < 2)[None])
-        distances = word_distances(_without_eos(node_ids))  # [batch, W, W]
+        distances = word_distances(words)  # [batch, W, W]
         chosen = self._choose(distances, allowed, node_cost, points)  # [batch, P]
         valid = chosen >= 0
         safe = tf.maximum(chosen, 0)

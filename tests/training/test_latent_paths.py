@@ -213,3 +213,13 @@ def test_searches_are_named_or_given_as_settings(tmp_path, capsys):
                                          "--results", str(tmp_path / "x.md")]) == 2
         assert "error:" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_fit_language_model_refuses_what_it_cannot_use(tmp_path, capsys):
+    from training import fit_language_model
+
+    assert fit_language_model.main(["--run-dir", str(tmp_path)]) == 2
+    assert "not a training run" in capsys.readouterr().err
+    assert fit_language_model.main(["--run-dir", str(tmp_path), "--quantile", "1.5"]) == 2
+    assert "--quantile" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written
