@@ -145,11 +145,6 @@ class ServingModule(tf.Module):
         ]
     )
     def path(self, sentence_a, sentence_b, points):
-        in_range = tf.debugging.assert_equal(
-            tf.reduce_all((points >= 2) & (points <= paths.MAX_POINTS)), True,
-            message=f"points must be between 2 and {paths.MAX_POINTS} in every row")
-        with tf.control_dependencies([in_range]):
-            points = tf.identity(points)
         ids_a, ids_b = self._encode_pair(sentence_a, sentence_b, {"points": points})
         found = self.model.path(ids_a, ids_b, points, search=self.path_search, beam_width=self.beam_width,
                                 language_model=self._untracked.language_model)
@@ -300,11 +295,12 @@ def export_saved_model(
     if os.path.exists(final) and not overwrite:
         raise ExportError(f"{final} exists; choose another --version or pass --overwrite.")
 
+    if language_model is not None and language_model.vocab_size != text.vocabulary_size:
+        raise ExportError(f"The language model's vocabulary ({language_model.vocab_size} ids) is not the "
+                          f"model's ({text.vocabulary_size}).")
+
     with atomic.replacing(final) as temporary:
         path_search = path_search or paths.PathSearch()
-        if language_model is not None and language_model.vocab_size != text.vocabulary_size:
-            raise ExportError(f"The language model's vocabulary ({language_model.vocab_size} ids) is not the "
-                              f"model's ({text.vocabulary_size}).")
         module = ServingModule(model, text, beam_width, path_search, language_model)
         signatures = {
             "serving_default": module.decode.get_concrete_function(),

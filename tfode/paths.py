@@ -192,7 +192,9 @@ class PathSearch:
         node_ids = tf.concat([end_ids, ids], axis=1)  # [batch, 2 + N, steps]
         node_codes = tf.concat([start[:, None], end[:, None], codes], axis=1)
         node_confidence = tf.concat([tf.zeros([batch, 2]), confidence], axis=1)
-        same = tf.reduce_all(tf.equal(node_ids[:, :, None], node_ids[:, None]), axis=-1)  # [batch, n, n]
+        # One string per sentence, so that equality is [batch, n, n], not [batch, n, n, steps].
+        printed = tf.strings.reduce_join(tf.strings.as_string(node_ids), axis=-1, separator=" ")
+        same = tf.equal(printed[:, :, None], printed[:, None])  # [batch, n, n]
         nodes = tf.shape(node_ids)[1]
         earlier = tf.linalg.band_part(tf.ones([nodes, nodes], tf.bool), 0, -1) & ~tf.eye(nodes, dtype=tf.bool)
         repeated = tf.reduce_any(same & earlier[None], axis=1)

@@ -234,3 +234,9 @@ def test_the_exported_path_asks_the_language_model_it_carries(trained, language_
         language_model.threshold.assign(before)
     assert any(len(set(row)) > 2 for row in served[-1e9])
     assert all(set(row) == {row[0], row[-1]} for row in served[1.0])
+    # A language model of another vocabulary is refused before anything is written.
+    before = sorted(os.listdir(tmp_path / "m"))
+    with pytest.raises(export.ExportError, match="vocabulary"):
+        export.export_saved_model(trained, tiny_text, str(tmp_path), "m",
+                                  language_model=tfode.LanguageModel(tiny_text.vocabulary_size + 1, units=4))
+    assert sorted(os.listdir(tmp_path / "m")) == before
