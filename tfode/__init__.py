@@ -15,6 +15,7 @@ from tfode.ode import ODESolution, ODESolve  # noqa: E402
 from tfode.readout import TiedReadout  # noqa: E402
 from tfode.noise import TokenNoise  # noqa: E402
 from tfode.path_energy import PathEnergy  # noqa: E402
+from tfode.inversion import CodeRefinement  # noqa: E402
 from tfode.paths import PathSearch, SentencePath  # noqa: E402
 from tfode.encoder import GRUEncoder  # noqa: E402
 from tfode.decoders import (  # noqa: E402
@@ -30,7 +31,7 @@ __version__ = "0.4.0"
 
 __all__ = [
     "BDF", "RK4", "Dopri5", "Euler", "odeint", "GatedVectorField", "VectorField", "ODESolution",
-    "ODESolve", "TiedReadout", "TokenNoise", "PathEnergy", "PathSearch", "SentencePath", "GRUEncoder", "AutoregressiveDecoder", "GRUDecoder", "GRUStepCell",
+    "ODESolve", "TiedReadout", "TokenNoise", "PathEnergy", "CodeRefinement", "PathSearch", "SentencePath", "GRUEncoder", "AutoregressiveDecoder", "GRUDecoder", "GRUStepCell",
     "ODERNNCell", "ODERNNDecoder", "TrajectoryDecoder", "MaskedCrossEntropy", "ExactMatch",
     "MaskedTokenAccuracy", "Seq2SeqODE", "LanguageModel", "TextProcessor",
 ]

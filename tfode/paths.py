@@ -37,6 +37,7 @@ import keras
 import tensorflow as tf
 
 from tfode import interpolation
+from tfode.inversion import CodeRefinement
 from tfode.tokens import EOS_ID, PAD_ID, UNK_ID
 
 MAX_POINTS = 33  # the most points one path may ask for (serving refuses more)
@@ -83,12 +84,16 @@ class PathSearch:
       length_weight: each step also costs `length_weight` · d (>= 0), so that the path's length,
         and with it its detours (Σ d − d(A′, B′)), is charged.
       seed: the seed of the directions (the same for every row and every call).
+      refinement: a `CodeRefinement` (or its config), or None: the two ends' codes are refined
+        from the encoder's so that they decode to the inputs (the path runs between them), which
+        needs a decoder without an adaptive solver.
     """
 
     def __init__(self, mode: str = "slerp", grid: int = 24, directions: int = 6,
                  radii=(0.1, 0.2, 0.35), fixed_points: bool = False, detour_weight: float = 1.0,
                  confidence_weight: float = 1.0, fluency_weight: float = 1.0, fluent_only: bool = True,
-                 step_exponent: float = 2.0, length_weight: float = 0.0, seed: int = 0):
+                 step_exponent: float = 2.0, length_weight: float = 0.0, seed: int = 0,
+                 refinement=CodeRefinement()):
         if mode not in interpolation.MODES:
             raise ValueError(f"mode must be one of {interpolation.MODES}, got {mode!r}.")
         if int(grid) < 2:
@@ -116,6 +121,11 @@ class PathSearch:
         self.step_exponent = float(step_exponent)
         self.length_weight = float(length_weight)
         self.seed = int(seed)
+        if isinstance(refinement, dict):
+            refinement = CodeRefinement.from_config(refinement)
+        if refinement is not None and not isinstance(refinement, CodeRefinement):
+            raise TypeError(f"refinement must be a CodeRefinement or None, got {type(refinement).__name__}.")
+        self.refinement = refinement
 
     @property
     def candidates_per_row(self) -> int:
@@ -127,7 +137,8 @@ class PathSearch:
                 "radii": list(self.radii), "fixed_points": self.fixed_points,
                 "detour_weight": self.detour_weight, "confidence_weight": self.confidence_weight,
                 "fluency_weight": self.fluency_weight, "fluent_only": self.fluent_only,
-                "step_exponent": self.step_exponent, "length_weight": self.length_weight, "seed": self.seed}
+                "step_exponent": self.step_exponent, "length_weight": self.length_weight, "seed": self.seed,
+                "refinement": self.refinement.get_config() if self.refinement is not None else None}
 
     @classmethod
     def from_config(cls, config) -> "PathSearch":
@@ -176,17 +187,35 @@ class PathSearch:
         with tf.control_dependencies([check]):
             points = tf.identity(points)
         start, end = model.encode(tokens_a)[0], model.encode(tokens_b)[0]
-        units = start.shape[-1]
+        if self.refinement is not None:
+            width = tf.maximum(tf.shape(tokens_a)[1], tf.shape(tokens_b)[1])
+            both = tf.concat([_fit(tokens_a, width), _fit(tokens_b, width)], 0)
+            refined = self.refinement(model, both, tf.concat([start, end], 0))
+            start, end = refined[:batch], refined[batch:]
         ends = model.decode(tf.concat([start, end], 0), beam_width=beam_width)
         steps = tf.shape(ends.ids)[1]
         end_ids = tf.stack([ends.ids[:batch], ends.ids[batch:]], axis=1)  # [batch, 2, steps]
 
         codes = self.candidate_codes(start, end)  # [batch, N, units]
-        count = tf.shape(codes)[1]
-        decoded = model.decode(tf.reshape(codes, [-1, units]))
+        ids, confidence = self._decoded(model, codes, steps)
+        path_ids, path_codes = self._best_path(model, end_ids, start, end, ids, codes, confidence, points,
+                                               language_model)
+        lengths = tf.reduce_sum(tf.cast((path_ids != PAD_ID) & (path_ids != EOS_ID), tf.int32), -1)
+        return SentencePath(ids=path_ids, lengths=lengths, codes=path_codes, points=points)
+
+    def _decoded(self, model, codes, steps):
+        """Greedy decodes of `codes` `[batch, N, units]`: ids `[batch, N, steps]` and the mean
+        log-probability per token `[batch, N]`."""
+        batch, count = tf.shape(codes)[0], tf.shape(codes)[1]
+        decoded = model.decode(tf.reshape(codes, [batch * count, -1]))
         ids = tf.reshape(_fit(decoded.ids, steps), [batch, count, steps])
-        confidence = _mean_score(decoded)  # [batch·N]
-        confidence = tf.reshape(confidence, [batch, count])
+        return ids, tf.reshape(_mean_score(decoded), [batch, count])
+
+    def _best_path(self, model, end_ids, start, end, ids, codes, confidence, points, language_model):
+        """The best path through the ends (`end_ids` `[batch, 2, steps]`, codes `start`, `end`)
+        and the decoded candidates (`ids` `[batch, N, steps]`, `codes`, `confidence`):
+        `(ids [batch, P, steps], codes [batch, P, units])`, zeros past a row's last point."""
+        batch, steps = tf.shape(ids)[0], tf.shape(ids)[2]
 
         # Nodes: 0 = A′, 1 = B′, then the candidates; a node is kept when no earlier node has its sentence.
         node_ids = tf.concat([end_ids, ids], axis=1)  # [batch, 2 + N, steps]
@@ -233,8 +262,7 @@ class PathSearch:
         safe = tf.maximum(chosen, 0)
         path_ids = tf.where(valid[..., None], tf.gather(node_ids, safe, batch_dims=1), 0)
         path_codes = tf.where(valid[..., None], tf.gather(node_codes, safe, batch_dims=1), 0.0)
-        lengths = tf.reduce_sum(tf.cast((path_ids != PAD_ID) & (path_ids != EOS_ID), tf.int32), -1)
-        return SentencePath(ids=path_ids, lengths=lengths, codes=path_codes, points=points)
+        return path_ids, path_codes
 
     def _choose(self, distances, allowed, cost_of_node, points):
         """Dynamic programming over the nodes of each row (0 = A′, 1 = B′) given their word
