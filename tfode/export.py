@@ -40,6 +40,8 @@ model; `assets.extra/` holds `tfode.json` (settings, solver, vocabulary size) an
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import time
@@ -49,7 +51,7 @@ import keras
 import tensorflow as tf
 
 from tfode.model import Seq2SeqODE
-from tfode import atomic, paths
+from tfode import atomic, paths, solvers
 from tfode.text import TextProcessor
 
 MAX_SENTENCE_BYTES = 1024
@@ -191,13 +193,25 @@ class ServingModule(tf.Module):
         ]
         with tf.control_dependencies(checks):  # nothing runs on inputs that failed a check
             sentences, time = tf.identity(sentences), tf.identity(time)
-        # Each distinct sentence is decoded once, at each distinct time asked of any row.
-        distinct_sentences, sentence_index = tf.unique(sentences)
-        distinct_times, time_index = tf.unique(time)
-        ids, _ = self._encode_text(distinct_sentences)
-        states, probabilities = self.model.trajectory(ids, distinct_times)
-        at = tf.stack([sentence_index, time_index], axis=1)
-        state, probabilities = tf.gather_nd(states, at), tf.gather_nd(probabilities, at)
+        if isinstance(self.model.decoder.solver, solvers.AdaptiveSolver):
+            # An adaptive solver's steps may depend on which times it is asked for (BDF lands on
+            # each): each row is solved alone, at its own time only.
+            ids, _ = self._encode_text(sentences)
+
+            def one_row(row):
+                states, probabilities = self.model.trajectory(row[0][None], row[1][None])
+                return states[0, 0], probabilities[0, 0]
+
+            state, probabilities = tf.map_fn(one_row, (ids, time), fn_output_signature=(tf.float32, tf.float32))
+        else:
+            # Each distinct sentence is decoded once, at each distinct time asked of any row (a
+            # fixed grid's states at a time never depend on the other times asked).
+            distinct_sentences, sentence_index = tf.unique(sentences)
+            distinct_times, time_index = tf.unique(time)
+            ids, _ = self._encode_text(distinct_sentences)
+            states, probabilities = self.model.trajectory(ids, distinct_times)
+            at = tf.stack([sentence_index, time_index], axis=1)
+            state, probabilities = tf.gather_nd(states, at), tf.gather_nd(probabilities, at)
         top = tf.math.top_k(probabilities, k=TOP_K)
         return {
             "state": state,
@@ -257,6 +271,16 @@ def warmup_requests(model_name: str):
         yield prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
 
 
+def rows_alone(model: Seq2SeqODE) -> Seq2SeqODE:
+    """The model whose every row is answered as it would be alone: an adaptive solver is made to
+    solve each row on its own (`independent_rows`), since TFP's shares one step size across a
+    batch; other models are returned as they are."""
+    solver = model.decoder.solver
+    if isinstance(solver, solvers.AdaptiveSolver) and not solver.independent_rows:
+        return model.with_solver(dataclasses.replace(solver, independent_rows=True))
+    return model
+
+
 def export_saved_model(
     model: Seq2SeqODE,
     text: TextProcessor,
@@ -299,8 +323,14 @@ def export_saved_model(
         raise ExportError(f"The language model's vocabulary ({language_model.vocab_size} ids) is not the "
                           f"model's ({text.vocabulary_size}).")
 
+    path_search = path_search or paths.PathSearch()
+    if path_search.refinement is not None:
+        try:
+            path_search.refinement.check(model)
+        except ValueError as error:
+            raise ExportError(str(error)) from None
+    model = rows_alone(model)
     with atomic.replacing(final) as temporary:
-        path_search = path_search or paths.PathSearch()
         module = ServingModule(model, text, beam_width, path_search, language_model)
         signatures = {
             "serving_default": module.decode.get_concrete_function(),
@@ -310,7 +340,10 @@ def export_saved_model(
             "path": module.path.get_concrete_function(),
             "trajectory": module.trajectory.get_concrete_function(),
         }
-        tf.saved_model.save(module, temporary, signatures=signatures)
+        # Serving never differentiates a signature; TFP's solvers' gradients (traced for saving by
+        # default) fail to trace for BDF inside the per-row loop of `rows_alone`.
+        tf.saved_model.save(module, temporary, signatures=signatures,
+                            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
         extra = os.path.join(temporary, "assets.extra")
         os.makedirs(extra, exist_ok=True)
         with open(os.path.join(extra, METADATA_FILE), "w") as handle:

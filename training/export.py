@@ -58,6 +58,8 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     from tfode.export import ExportError, export_saved_model
+    from tfode.paths import PathSearch
+    from tfode.solvers import AdaptiveSolver
     from training import builder
     from training.rundir import load_language_model, load_run
 
@@ -70,8 +72,14 @@ def main(argv=None) -> int:
                 args.solver, **{key: value for key, value in given.items() if value is not None}
             )
             model = model.with_solver(solver)
+        search = PathSearch()
+        if isinstance(model.decoder.solver, AdaptiveSolver):  # no gradient through it row by row
+            search = PathSearch(refinement=None)
+            print(f"note: the path signature's ends are the encoder's codes, unrefined: the "
+                  f"{model.decoder.solver.name} solver cannot be differentiated row by row")
         path = export_saved_model(model, text, args.export_base, args.model_name, args.version,
-                                  args.overwrite, args.beam_width, language_model=language_model)
+                                  args.overwrite, args.beam_width, path_search=search,
+                                  language_model=language_model)
     except (ExportError, RunError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
