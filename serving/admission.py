@@ -19,31 +19,49 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from serving.model_manager import Models, ServingError
+from serving.errors import ServingError
+from serving.model_manager import Models
+
+
+MAX_REQUEST_BYTES = 2**31 - 1  # the stock server's gRPC message limit (INT32_MAX)
 
 
 class Limits:
-    """Request bounds and the admission queue.
+    """Request bounds and the optional admission queue.
 
-    Up to `max_concurrent` requests run at once; up to `max_queued` more wait (at most
-    `queue_timeout` seconds); any further request is shed at once with RESOURCE_EXHAUSTED.
+    By default nothing is shed, as in the stock server: every request runs when a worker thread
+    takes it. With `max_concurrent` > 0, up to `max_concurrent` unbatched requests run at once,
+    up to `max_queued` more wait (at most `queue_timeout` seconds), and any further request is
+    shed at once with RESOURCE_EXHAUSTED (HTTP 429). `max_request_rows` > 0 refuses a request of
+    more text rows with INVALID_ARGUMENT (0: no bound, as stock).
     """
 
-    def __init__(self, max_batch_size=256, max_request_bytes=4 << 20, max_concurrent=2,
+    def __init__(self, max_request_rows=0, max_request_bytes=MAX_REQUEST_BYTES, max_concurrent=0,
                  max_queued=32, queue_timeout=30.0):
-        self.max_batch_size = max_batch_size
+        for name, value in (("max_request_rows", max_request_rows), ("max_concurrent", max_concurrent),
+                            ("max_queued", max_queued)):
+            if value < 0:
+                raise ValueError(f"--{name} must be at least 0, got {value}")
+        if not 1 <= max_request_bytes <= MAX_REQUEST_BYTES:
+            raise ValueError(f"--max_request_bytes must be between 1 and {MAX_REQUEST_BYTES}, got {max_request_bytes}")
+        self.max_request_rows = max_request_rows
         self.max_request_bytes = max_request_bytes
         self.max_concurrent = max_concurrent
         self.max_queued = max_queued
         self.queue_timeout = queue_timeout
-        self._running = threading.Semaphore(max_concurrent)
-        self._waiting = threading.BoundedSemaphore(max_concurrent + max_queued)
+        self.admission = max_concurrent > 0
+        self._running = threading.Semaphore(max(max_concurrent, 1))
+        self._waiting = threading.BoundedSemaphore(max(max_concurrent, 1) + max_queued)
         self.in_flight = 0
         self._count_lock = threading.Lock()
 
     @contextmanager
     def admit(self, deadline: float | None = None):
-        """Runs the block when a slot is free (unbatched requests)."""
+        """Runs the block (unbatched requests): at once, or, with admission, when a slot is free."""
+        if not self.admission:
+            with self.track():
+                yield
+            return
         if not self._waiting.acquire(blocking=False):
             raise ServingError("RESOURCE_EXHAUSTED", "The server's request queue is full; retry later")
         try:
@@ -127,10 +145,12 @@ def check_inputs(signature, signature_name: str, inputs: dict[str, np.ndarray], 
                 )
             # The batch is the rows of the text inputs; other vectors (e.g. times) are bounded by
             # the request size and the model's own checks.
-            if dims and dims[0] == -1 and dtype == tf.string and value.shape[0] > limits.max_batch_size:
+            if (limits.max_request_rows and dims and dims[0] == -1 and dtype == tf.string
+                    and value.shape[0] > limits.max_request_rows):
                 raise ServingError(
                     "INVALID_ARGUMENT",
-                    f"Input {key!r} has {value.shape[0]} rows; the largest batch is {limits.max_batch_size}",
+                    f"Input {key!r} has {value.shape[0]} rows; this server takes at most "
+                    f"{limits.max_request_rows} (--max_request_rows)",
                 )
         checked[key] = value
     return checked
@@ -148,7 +168,7 @@ class Target(NamedTuple):
 
 def predict(models: Models, limits: Limits, target: Target, decode_inputs, *,
             batcher=None, metrics=None, entrypoint: str = "GRPC",
-            deadline: float | None = None) -> tuple[int, dict[str, np.ndarray]]:
+            deadline: float | None = None, output_filter=()) -> tuple[int, dict[str, np.ndarray]]:
     """`(version served, outputs)` for one Predict request.
 
     `decode_inputs(signature)` returns the request's `{name: array}`, decoded against the
@@ -156,20 +176,23 @@ def predict(models: Models, limits: Limits, target: Target, decode_inputs, *,
     that a request that fails to decode is counted like any other. With a `batcher`
     (`serving.batching.BatchScheduler`) the request joins a server-side batch;
     otherwise it runs alone under `limits`. `metrics` (`serving.metrics.ServingMetrics`) counts
-    it by status; `deadline` is a `time.monotonic()` instant."""
+    it by status; `deadline` is a `time.monotonic()` instant; `output_filter` (gRPC's) names the
+    outputs answered (all when empty)."""
     started = time.monotonic()
     status = "OK"
     try:
         loaded = models.get(target.model_name, target.version, target.label)
         try:
             signature_name = target.signature_name or "serving_default"
-            if signature_name not in loaded.signatures:
-                raise ServingError(
-                    "INVALID_ARGUMENT",
-                    f"Serving signature name: {signature_name!r} not found in signature def "
-                    f"(available: {sorted(loaded.signatures)})",
-                )
+            if signature_name not in loaded.signatures:  # as predict_util.cc words it
+                raise ServingError("FAILED_PRECONDITION",
+                                   f'Serving signature name: "{signature_name}" not found in signature def')
             signature = loaded.signatures[signature_name]
+            for alias in output_filter:  # as predict_util.cc checks and words it
+                if alias not in signature.outputs:
+                    raise ServingError("INVALID_ARGUMENT",
+                                       f"output tensor alias not found in signature: {alias} Outputs expected to "
+                                       f"be in the set {{{','.join(sorted(signature.outputs))}}}.")
             checked = check_inputs(signature, signature_name, decode_inputs(signature), limits)
 
             def run(batch, timeout=None):
@@ -195,6 +218,8 @@ def predict(models: Models, limits: Limits, target: Target, decode_inputs, *,
             loaded.release()
         if metrics is not None and "nfe" in outputs and np.size(outputs["nfe"]):
             metrics.solver_evaluations(target.model_name, np.max(outputs["nfe"]))
+        if output_filter:
+            outputs = {key: value for key, value in outputs.items() if key in set(output_filter)}
         return loaded.version, outputs
     except ServingError as error:
         status = error.code

@@ -27,7 +27,7 @@ from concurrent.futures import Future
 
 import numpy as np
 from serving import protos
-from serving.model_manager import ServingError
+from serving.errors import ServingError
 
 _WRAPPED = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads",
             "thread_pool_name", "enable_large_batch_splitting", "max_execution_batch_size")

@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import random
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -51,8 +53,9 @@ def _load_grpc() -> None:
         tensor, shape, types, metadata, status, model_service, predict, prediction_service)
     grpc = grpc_module
 
-HTTP_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 413: "INVALID_ARGUMENT",
-              429: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE"}
+HTTP_CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+              409: "ABORTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
+              500: "INTERNAL", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 
 
 class ServingClientError(Exception):
@@ -63,50 +66,48 @@ class ServingClientError(Exception):
 
 
 def tensor_proto(value):
-    """NumPy/Python value → TensorProto (strings, int32, float32), without TensorFlow ops."""
+    """NumPy/Python value → TensorProto: strings, integers as int32, floats as float32 (the
+    dtypes of the model's signatures), in typed fields."""
     _load_grpc()
+    from serving.tensors import to_tensor_proto
+
     array = np.asarray(value)
-    proto = tensor_pb2.TensorProto(
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape]
-        )
-    )
     if array.dtype.kind in "OSU":
-        proto.dtype = types_pb2.DT_STRING
-        proto.string_val.extend(v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in array.ravel())
-    elif array.dtype.kind in "iu":
-        proto.dtype = types_pb2.DT_INT32
-        proto.int_val.extend(int(v) for v in array.ravel())
-    elif array.dtype.kind == "f":
-        proto.dtype = types_pb2.DT_FLOAT
-        proto.float_val.extend(float(v) for v in array.ravel())
-    else:
-        raise TypeError(f"Cannot send a {array.dtype} tensor")
-    return proto
+        return to_tensor_proto(array.astype(object))
+    if array.dtype.kind in "iu":
+        return to_tensor_proto(array.astype(np.int32))
+    if array.dtype.kind == "f":
+        return to_tensor_proto(array.astype(np.float32))
+    raise TypeError(f"Cannot send a {array.dtype} tensor")
 
 
 def from_tensor_proto(proto) -> np.ndarray:
+    """TensorProto → NumPy, typed fields or tensor_content alike."""
     _load_grpc()
-    shape = [dim.size for dim in proto.tensor_shape.dim]
-    if proto.dtype == types_pb2.DT_STRING:
-        return np.array(list(proto.string_val), dtype=object).reshape(shape)
-    numpy_type = {types_pb2.DT_FLOAT: np.float32, types_pb2.DT_INT32: np.int32,
-                  types_pb2.DT_INT64: np.int64, types_pb2.DT_BOOL: np.bool_}[proto.dtype]
-    if proto.tensor_content:
-        return np.frombuffer(proto.tensor_content, dtype=numpy_type).reshape(shape)
-    values = {types_pb2.DT_FLOAT: proto.float_val, types_pb2.DT_INT32: proto.int_val,
-              types_pb2.DT_INT64: proto.int64_val, types_pb2.DT_BOOL: proto.bool_val}[proto.dtype]
-    array = np.array(list(values), dtype=numpy_type)
-    if array.size == 1 and int(np.prod(shape)) > 1:
-        array = np.repeat(array, int(np.prod(shape)))
-    return array.reshape(shape)
+    from serving.tensors import from_tensor_proto as read
+
+    return read(proto)
+
+
+RETRIED = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")  # the codes worth another try (REST 503 and 429)
 
 
 class TFServingClient:
     """Predict requests over gRPC (`target` = host:port of the gRPC port) or REST (`rest=True`,
-    `target` = host:port of the REST port)."""
+    `target` = host:port of the REST port).
 
-    def __init__(self, target="localhost:8500", model_name="tfode", rest=False, timeout=60.0, version=None):
+    A call answered UNAVAILABLE or RESOURCE_EXHAUSTED (REST: 503, 429, or no connection) is
+    tried again, up to `tries` times in all, after `backoff` seconds doubling each time (at most
+    `max_backoff`, each wait jittered by ±20 % so that clients do not retry in step); the error
+    raised after the last try says how many were made."""
+
+    def __init__(self, target="localhost:8500", model_name="tfode", rest=False, timeout=60.0, version=None,
+                 tries=5, backoff=0.1, max_backoff=5.0):
+        if tries < 1 or backoff < 0 or max_backoff < backoff:
+            raise ValueError("tries must be at least 1 and 0 <= backoff <= max_backoff")
+        self.tries, self.backoff, self.max_backoff = tries, backoff, max_backoff
+        self._random = random.Random()
+        self._outputs: dict[str, str] = {}  # signature → its lone output's name (REST bodies)
         self.target = target
         self.model_name = model_name
         self.rest = rest
@@ -130,11 +131,30 @@ class TFServingClient:
             request.model_spec.version.value = self.version
         for key, value in inputs.items():
             request.inputs[key].CopyFrom(tensor_proto(value))
-        try:
-            response = self.prediction.Predict(request, timeout=self.timeout)
-        except grpc.RpcError as error:
-            raise ServingClientError(error.code().name, error.details()) from None
+        response = self._grpc(self.prediction.Predict, request)
         return {key: from_tensor_proto(proto) for key, proto in response.outputs.items()}
+
+    def _retrying(self, call):
+        """`call()`, tried again on UNAVAILABLE / RESOURCE_EXHAUSTED with bounded backoff."""
+        wait = self.backoff
+        for attempt in range(1, self.tries + 1):
+            try:
+                return call()
+            except ServingClientError as error:
+                if error.code not in RETRIED or attempt == self.tries:
+                    if attempt > 1:
+                        raise ServingClientError(error.code, f"{error.message} (gave up after {attempt} tries)") from None
+                    raise
+            time.sleep(wait * self._random.uniform(0.8, 1.2))
+            wait = min(wait * 2, self.max_backoff)
+
+    def _grpc(self, method, request):
+        def call():
+            try:
+                return method(request, timeout=self.timeout)
+            except grpc.RpcError as error:
+                raise ServingClientError(error.code().name, error.details()) from None
+        return self._retrying(call)
 
     def _url(self, suffix=""):
         version = f"/versions/{self.version}" if self.version is not None else ""
@@ -142,21 +162,37 @@ class TFServingClient:
 
     def _http(self, url, body=None):
         data = json.dumps(body).encode("utf-8") if body is not None else None
-        request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as error:
+
+        def call():
+            request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
             try:
-                message = json.loads(error.read()).get("error", "")
-            except ValueError:
-                message = error.reason
-            raise ServingClientError(HTTP_CODES.get(error.code, f"HTTP_{error.code}"), message) from None
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                try:
+                    message = json.loads(error.read()).get("error", "")
+                except (ValueError, AttributeError):
+                    message = error.reason
+                raise ServingClientError(HTTP_CODES.get(error.code, f"HTTP_{error.code}"), message) from None
+            except (urllib.error.URLError, ConnectionError) as error:  # nothing listening, or the connection dropped
+                raise ServingClientError("UNAVAILABLE", str(getattr(error, "reason", error))) from None
+        return self._retrying(call)
 
     def _rest_predict(self, signature, inputs):
         payload = {key: _to_json(np.asarray(value).tolist()) for key, value in inputs.items()}
-        answer = self._http(self._url(":predict"), {"signature_name": signature, "inputs": payload})
-        return {key: _from_json(value) for key, value in answer["outputs"].items()}
+        answer = self._http(self._url(":predict"), {"signature_name": signature, "inputs": payload})["outputs"]
+        if not isinstance(answer, dict) or set(answer) == {"b64"}:  # a lone output's value itself
+            answer = {self._lone_output(signature): answer}
+        return {key: _from_json(value) for key, value in answer.items()}
+
+    def _lone_output(self, signature) -> str:
+        if signature not in self._outputs:
+            outputs = self.metadata()[signature]["outputs"]
+            if len(outputs) != 1:
+                raise ServingClientError("INTERNAL", f"signature {signature!r} answered one value but has "
+                                                     f"{len(outputs)} outputs")
+            self._outputs[signature] = next(iter(outputs))
+        return self._outputs[signature]
 
     def status(self) -> list[dict]:
         if self.rest:
@@ -165,27 +201,25 @@ class TFServingClient:
         request.model_spec.name = self.model_name
         if self.version is not None:
             request.model_spec.version.value = self.version
-        try:
-            response = self.models.GetModelStatus(request, timeout=self.timeout)
-        except grpc.RpcError as error:
-            raise ServingClientError(error.code().name, error.details()) from None
+        response = self._grpc(self.models.GetModelStatus, request)
         states = get_model_status_pb2.ModelVersionStatus.State
+        codes = {code.value[0]: code.name for code in grpc.StatusCode}
         return [{"version": str(s.version), "state": states.Name(s.state),
-                 "status": {"error_message": s.status.error_message}} for s in response.model_version_status]
+                 "status": {"error_code": codes.get(s.status.error_code, "UNKNOWN"),
+                            "error_message": s.status.error_message}}
+                for s in response.model_version_status]
 
     def metadata(self) -> dict:
         """{signature name: {"inputs": {name: (dtype, shape)}, "outputs": {...}}}."""
         if self.rest:
             raw = self._http(self._url("/metadata"))["metadata"]["signature_def"]["signature_def"]
-            return {name: {side: {key: (info["dtype"], [int(d["size"]) for d in info["tensor_shape"].get("dim", [])])
+            return {name: {side: {key: (info.get("dtype", "DT_INVALID"),
+                                        [int(d["size"]) for d in info.get("tensor_shape", {}).get("dim", [])])
                                   for key, info in signature.get(side, {}).items()}
                            for side in ("inputs", "outputs")} for name, signature in raw.items()}
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         request.model_spec.name = self.model_name
-        try:
-            response = self.prediction.GetModelMetadata(request, timeout=self.timeout)
-        except grpc.RpcError as error:
-            raise ServingClientError(error.code().name, error.details()) from None
+        response = self._grpc(self.prediction.GetModelMetadata, request)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(signature_map)
         return {name: {side: {key: (types_pb2.DataType.Name(info.dtype), [d.size for d in info.tensor_shape.dim])

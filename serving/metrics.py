@@ -2,16 +2,20 @@
 
 `tensorflow_model_server` exports its monitoring counters at `/monitoring/prometheus/metrics` on
 the REST port when `--monitoring_config_file` holds `prometheus_config { enable: true }`. The
-names and labels here are its own; latencies are in microseconds with its buckets (10 µs × 1.8^i):
+names, labels and buckets here are its own (model_servers/, servables/tensorflow/util.cc,
+batching/batching_util.h, batching/batching_session.cc):
 
-  :tensorflow:serving:request_count{model_name, status}            counter
-  :tensorflow:serving:request_latency{model_name, API, entrypoint}  histogram (µs)
-  :tensorflow:serving:runtime_latency{model_name, API, runtime}     histogram (µs)
+  :tensorflow:serving:request_count{model_name, status}            counter (every request, by code)
+  :tensorflow:serving:request_latency{model_name, API, entrypoint}  histogram (µs, successes only;
+                                                                    10 µs × 1.8^i, 33 buckets)
+  :tensorflow:serving:runtime_latency{model_name, API, runtime}     histogram (µs, as above)
   :tensorflow:cc:saved_model:load_attempt_count{model_path, status} counter
   :tensorflow:cc:saved_model:load_latency{model_path}               counter (µs)
-  :tensorflow:serving:batching_session:queuing_latency{thread_pool_name}  histogram (µs)
-  :tensorflow:serving:batching_session:processed_batch_size{thread_pool_name}  histogram
-  :tensorflow:serving:batching_session:padding_size{thread_pool_name}  histogram
+  :tensorflow:serving:batching_session:queuing_latency{thread_pool_name}  histogram (µs;
+                                                                    100 µs × 1.2^i, 52 buckets)
+  :tensorflow:serving:batching_session:input_batch_size             histogram (rows before padding)
+  :tensorflow:serving:batching_session:processed_batch_size         histogram (rows run, padding included)
+  :tensorflow:serving:batching_session:padding_size{execution_batch_size}  histogram (2^i, 14 buckets)
 
 and the ODE's own: `:tfode:serving:solver_function_evaluations{model_name}`, a histogram of the
 vector field's evaluations per request (the run it was answered in), from the `nfe` output of
@@ -35,6 +39,7 @@ prometheus_client.disable_created_metrics()
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = tuple(10.0 * 1.8**i for i in range(33))
+QUEUING_BUCKETS = tuple(100.0 * 1.2**i for i in range(52))
 SIZE_BUCKETS = tuple(float(2**i) for i in range(14))
 NFE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
@@ -92,14 +97,16 @@ class ServingMetrics:
         self.queuing_latency = Histogram(
             ":tensorflow:serving:batching_session:queuing_latency",
             "Tracks the latency to process a task in the batching queue (in microseconds).",
-            ["thread_pool_name"], buckets=LATENCY_BUCKETS, registry=self.registry)
+            ["thread_pool_name"], buckets=QUEUING_BUCKETS, registry=self.registry)
+        self.input_batch_size = Histogram(
+            ":tensorflow:serving:batching_session:input_batch_size",
+            "Tracks the batch size distribution on the inputs.", buckets=SIZE_BUCKETS, registry=self.registry)
         self.batch_size = Histogram(
             ":tensorflow:serving:batching_session:processed_batch_size",
-            "Tracks the batch size distribution on processing.", ["thread_pool_name"],
-            buckets=SIZE_BUCKETS, registry=self.registry)
+            "Tracks the batch size distribution on processing.", buckets=SIZE_BUCKETS, registry=self.registry)
         self.padding_size = Histogram(
             ":tensorflow:serving:batching_session:padding_size",
-            "Tracks the padding size distribution on batches.", ["thread_pool_name"],
+            "Tracks the padding size distribution on batches.", ["execution_batch_size"],
             buckets=SIZE_BUCKETS, registry=self.registry)
         self.nfe = Histogram(
             ":tfode:serving:solver_function_evaluations",
@@ -109,9 +116,11 @@ class ServingMetrics:
 
     # -- events ----------------------------------------------------------------------------
 
-    def request(self, model_name: str, status: str, seconds: float, entrypoint: str, api: str = "predict"):
+    def request(self, model_name: str, status: str, seconds: float, entrypoint: str, api: str = "Predict"):
+        """Counts a request by its status code name; its latency only when it succeeded."""
         self.counters.add(self.REQUEST_COUNT, {"model_name": model_name, "status": status})
-        self.request_latency.labels(model_name, api, entrypoint).observe(seconds * 1e6)
+        if status == "OK":
+            self.request_latency.labels(model_name, api, entrypoint).observe(seconds * 1e6)
 
     def runtime(self, model_name: str, seconds: float, api: str = "Predict"):
         self.runtime_latency.labels(model_name, api, "TF1").observe(seconds * 1e6)
@@ -122,8 +131,10 @@ class ServingMetrics:
             self.counters.add(self.LOAD_LATENCY, {"model_path": path}, seconds * 1e6)
 
     def batch(self, size: int, padding: int, queued_seconds: list[float]):
-        self.batch_size.labels(self.thread_pool_name).observe(size)
-        self.padding_size.labels(self.thread_pool_name).observe(padding)
+        """A batch of `size` rows run as `size + padding` rows, its tasks queued that long."""
+        self.input_batch_size.observe(size)
+        self.batch_size.observe(size + padding)
+        self.padding_size.labels(str(size + padding)).observe(padding)
         for seconds in queued_seconds:
             self.queuing_latency.labels(self.thread_pool_name).observe(seconds * 1e6)
 

@@ -7,8 +7,11 @@ A version that fails to load or warm up is marked END with its error and the ver
 loaded keep serving (last good version); it is tried again only when its folder changes. A
 version that leaves the policy (deleted, or superseded) is unloaded once the requests holding it
 are answered. Requests without a version go to the newest AVAILABLE one; a label resolves
-through the model's `version_labels`. Folders whose name is not an integer (e.g. an export's
-temporary folder) are ignored.
+through the model's `version_labels`. Folders whose name is not a non-negative integer (e.g. an
+export's temporary folder) are ignored; `0` is a version, as in the stock server. Every path is
+read through `tf.io.gfile`, so a base path on any file system TensorFlow has registered
+(`gs://`, `s3://` with its plug-in, `ram://`, …) works as a local one does. A load that fails is
+tried `max_num_load_retries` more times, `load_retry_interval_micros` apart (the stock flags).
 
 `Models` is the set of managers a server serves: one from `--model_name`/`--model_base_path`,
 or several from a `ModelServerConfig` (`--model_config_file`), replaced whole by
@@ -18,7 +21,6 @@ or several from a `ModelServerConfig` (`--model_config_file`), replaced whole by
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import NamedTuple
@@ -27,19 +29,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the text ops the graphs use)
 
+from serving.errors import ServingError
+
 log = logging.getLogger("serving.model_manager")
 
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # as tensorflow_model_server
-
-
-class ServingError(Exception):
-    """A request that cannot be served: `code` is the gRPC status name TF Serving would use."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class VersionPolicy(NamedTuple):
@@ -102,7 +97,7 @@ class SessionThreads(NamedTuple):
 class LoadedVersion:
     """One SavedModel version in its own graph and session; closed once retired and unused."""
 
-    def __init__(self, path: str, version: int, threads: SessionThreads = SessionThreads()):
+    def __init__(self, path: str, version: int, threads: SessionThreads = SessionThreads(), tags=("serve",)):
         self.path = path
         self.version = version
         self.graph = tf.Graph()
@@ -111,7 +106,7 @@ class LoadedVersion:
         )
         self.session = tf.compat.v1.Session(graph=self.graph, config=config)
         with self.graph.as_default():
-            self.meta_graph = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], path)
+            self.meta_graph = tf.compat.v1.saved_model.loader.load(self.session, list(tags), path)
         self.signatures = {
             name: signature
             for name, signature in self.meta_graph.signature_def.items()
@@ -153,14 +148,14 @@ class LoadedVersion:
                                   options=options)
         return dict(zip(names, values))
 
-    def warm_up(self) -> int:
+    def warm_up(self, iterations: int = 1) -> int:
         """Replays assets.extra/tf_serving_warmup_requests (at most 1,000 records, as the stock
-        server); returns how many ran. A record that is not a Predict request is refused with an
+        server), each `iterations` times; returns how many records ran. A record that is not a Predict request is refused with an
         error naming it: these models serve Predict signatures only."""
         from tensorflow_serving.apis import prediction_log_pb2
 
-        path = os.path.join(self.path, WARMUP_FILE)
-        if not os.path.exists(path):
+        path = _join(self.path, WARMUP_FILE)
+        if not tf.io.gfile.exists(path):
             return 0
         records = []
         for record in tf.compat.v1.io.tf_record_iterator(path):
@@ -179,7 +174,8 @@ class LoadedVersion:
             if name not in self.signatures:
                 raise ValueError(f"warm-up record {index} asks for signature {name!r}, which the model lacks")
             inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
-            self.run(name, inputs)
+            for _ in range(max(iterations, 1)):
+                self.run(name, inputs)
             count += 1
         return count
 
@@ -188,6 +184,7 @@ class VersionStatus(NamedTuple):
     version: int
     state: str  # START, LOADING, AVAILABLE, UNLOADING, END (TF Serving's states)
     error: str  # empty when fine
+    code: str = "OK"  # the error's canonical code name (UNKNOWN for a failure that has none)
 
 
 class ModelManager:
@@ -201,10 +198,12 @@ class ModelManager:
       threads: every session's `SessionThreads`.
       on_load: optional `on_load(path, ok, seconds)` called after every load attempt.
       warm_up: replay each version's warm-up requests before serving it.
+      loading: a `Loading` (tags, retries); the stock defaults when omitted.
     """
 
     def __init__(self, name: str, base_path: str, policy: VersionPolicy = VersionPolicy(),
-                 labels: dict | None = None, threads: SessionThreads = SessionThreads(), on_load=None, warm_up: bool = True):
+                 labels: dict | None = None, threads: SessionThreads = SessionThreads(), on_load=None,
+                 warm_up: bool = True, loading: "Loading | None" = None):
         self.name = name
         self.base_path = base_path
         self.policy = policy
@@ -212,8 +211,10 @@ class ModelManager:
         self.threads = threads
         self.on_load = on_load
         self.warm_up = warm_up
+        self.loading = loading or Loading()
         self._loaded: dict[int, LoadedVersion] = {}
-        self._failed: dict[int, tuple[float, str]] = {}  # version → (folder mtime, error)
+        self._loading: set[int] = set()
+        self._failed: dict[int, tuple[float, str, str]] = {}  # version → (folder mtime, error, code)
         self._lock = threading.Lock()
 
     def poll(self) -> None:
@@ -239,26 +240,44 @@ class ModelManager:
                 del self._failed[version]
 
     def _load(self, version: int, path: str, mtime: float) -> None:
+        with self._lock:
+            self._loading.add(version)
+        try:
+            attempts = 1 + self.loading.max_num_load_retries
+            for attempt in range(attempts):
+                if attempt:
+                    time.sleep(max(self.loading.load_retry_interval_micros, 0) / 1e6)
+                if self._try_load(version, path, mtime, attempt == attempts - 1):
+                    return
+        finally:
+            with self._lock:
+                self._loading.discard(version)
+
+    def _try_load(self, version: int, path: str, mtime: float, last: bool) -> bool:
         log.info("loading %s version %d from %s", self.name, version, path)
         loaded, start = None, time.monotonic()
         try:
-            loaded = LoadedVersion(path, version, self.threads)
-            warmed = loaded.warm_up() if self.warm_up else 0
+            loaded = LoadedVersion(path, version, self.threads, self.loading.tags)
+            warmed = loaded.warm_up(self.loading.warmup_iterations) if self.warm_up else 0
         except Exception as error:  # any failure leaves the previous versions serving
             message = f"{type(error).__name__}: {error}".splitlines()[0][:500]
-            log.warning("%s version %d failed to load: %s", self.name, version, message)
+            code = error_code_name(error)
+            log.warning("%s version %d failed to load%s: %s", self.name, version,
+                        "" if last else " (retrying)", message)
             if loaded is not None:
                 loaded.retire()
-            self._failed[version] = (mtime, message)
+            if last:
+                self._failed[version] = (mtime, message, code)
             if self.on_load:
                 self.on_load(path, False, time.monotonic() - start)
-            return
+            return False
         with self._lock:
             self._loaded[version] = loaded
         self._failed.pop(version, None)
         if self.on_load:
             self.on_load(path, True, time.monotonic() - start)
         log.info("%s version %d AVAILABLE (%d warm-up requests)", self.name, version, warmed)
+        return True
 
     def _unload(self, version: int) -> None:
         with self._lock:
@@ -289,7 +308,8 @@ class ModelManager:
     def status(self, version: int | None = None) -> list[VersionStatus]:
         with self._lock:
             statuses = [VersionStatus(v, "AVAILABLE", "") for v in self._loaded]
-        statuses += [VersionStatus(v, "END", error) for v, (_, error) in self._failed.items()]
+            statuses += [VersionStatus(v, "LOADING", "") for v in self._loading if v not in self._loaded]
+        statuses += [VersionStatus(v, "END", error, code) for v, (_, error, code) in self._failed.items()]
         if version is not None:
             statuses = [s for s in statuses if s.version == version]
             if not statuses:
@@ -346,11 +366,13 @@ class Models:
     Args:
       specs: `ModelSpec`s.
       threads: every session's `SessionThreads`.
-      on_load, warm_up: passed to every `ModelManager`.
+      on_load, warm_up, loading: passed to every `ModelManager`.
     """
 
-    def __init__(self, specs: list[ModelSpec], threads: SessionThreads = SessionThreads(), on_load=None, warm_up: bool = True):
+    def __init__(self, specs: list[ModelSpec], threads: SessionThreads = SessionThreads(), on_load=None,
+                 warm_up: bool = True, loading: "Loading | None" = None):
         self.threads = threads
+        self.loading = loading or Loading()
         self.on_load = on_load
         self.warm_up = warm_up
         self._managers: dict[str, ModelManager] = {}
@@ -372,7 +394,7 @@ class Models:
                 manager = self._managers.get(spec.name)
                 if manager is None or manager.base_path != spec.base_path:
                     manager = ModelManager(spec.name, spec.base_path, spec.policy, spec.labels, self.threads,
-                                           self.on_load, self.warm_up)
+                                           self.on_load, self.warm_up, self.loading)
                 manager.policy = spec.policy
                 manager.labels = dict(spec.labels)
                 managers[spec.name] = manager
@@ -450,15 +472,17 @@ class Models:
 
 
 def versions_on_disk(base_path: str) -> dict[int, str]:
-    """`{version: folder}` of the positive integer folders under `base_path` ({} if unreadable)."""
+    """`{version: folder}` of the non-negative integer folders under `base_path` ({} if
+    unreadable), on any file system `tf.io.gfile` reads."""
     try:
-        names = os.listdir(base_path)
-    except OSError:
+        names = tf.io.gfile.listdir(base_path)
+    except tf.errors.OpError:
         return {}
     versions = {}
     for name in names:
-        path = os.path.join(base_path, name)
-        if name.isdigit() and int(name) > 0 and os.path.isdir(path):
+        name = name.rstrip("/")
+        path = _join(base_path, name)
+        if name.isdigit() and tf.io.gfile.isdir(path):
             versions[int(name)] = path
     return versions
 
@@ -478,7 +502,50 @@ def load_newest(model_dir: str, signature: str, threads: "SessionThreads") -> "L
 
 
 def _mtime(path: str) -> float:
-    try:
-        return max(os.path.getmtime(path), os.path.getmtime(os.path.join(path, "saved_model.pb")))
-    except OSError:
-        return os.path.getmtime(path)
+    """When a version folder (or its saved_model.pb) last changed, in seconds."""
+    stamps = []
+    for candidate in (path, _join(path, "saved_model.pb")):
+        try:
+            stamps.append(tf.io.gfile.stat(candidate).mtime_nsec / 1e9)
+        except tf.errors.OpError:
+            pass
+    return max(stamps, default=0.0)
+
+
+def _join(base: str, name: str) -> str:
+    """`base/name` for local paths and URLs alike (`os.path.join` would use "\\" on Windows)."""
+    return base.rstrip("/") + "/" + name
+
+
+class Loading(NamedTuple):
+    """How versions are loaded, as the stock flags say: the MetaGraph `tags`
+    (`--saved_model_tags`), how often and how far apart a failed load is tried again
+    (`--max_num_load_retries`, `--load_retry_interval_micros`; negative: no wait), and how
+    many times each warm-up record is replayed (`--num_request_iterations_for_warmup`)."""
+
+    tags: tuple = ("serve",)
+    max_num_load_retries: int = 5
+    load_retry_interval_micros: int = 60_000_000
+    warmup_iterations: int = 1
+
+    @classmethod
+    def from_flags(cls, tags: str, retries: int, interval_micros: int, warmup_iterations: int = 1) -> "Loading":
+        names = tuple(tag.strip() for tag in tags.split(",") if tag.strip())
+        if not names:
+            raise ValueError("--saved_model_tags names no tag")
+        if retries < 0:
+            raise ValueError(f"--max_num_load_retries must be at least 0, got {retries}")
+        return cls(names, retries, interval_micros, warmup_iterations)
+
+
+def error_code_name(error: Exception) -> str:
+    """The canonical code name of a load failure: TensorFlow's own for its errors, else UNKNOWN."""
+    if isinstance(error, tf.errors.OpError):
+        return _CODE_NAMES.get(error.error_code, "UNKNOWN")
+    return "UNKNOWN"
+
+
+_CODE_NAMES = {getattr(tf.errors, name): name for name in (
+    "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+    "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")}

@@ -37,7 +37,7 @@ def export_base(tmp_path_factory, trained, tiny_text):
 
 @pytest.fixture(scope="module")
 def server(export_base):
-    process = ServerProcess(export_base, "--max_batch_size", "16")
+    process = ServerProcess(export_base, "--max_request_rows", "16", "--max_request_bytes", str(8 << 20))
     yield process
     process.stop()
 

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from serving.batching import BatchingParameters, BatchScheduler
 from serving.client import ServingClientError, TFServingClient
-from serving.model_manager import ServingError
+from serving.errors import ServingError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from support import MODEL_NAME, ServerProcess, wait_for  # noqa: E402
@@ -204,15 +204,20 @@ def test_batched_server_answers_as_in_process_and_metrics_count_every_request(ex
             value(before, ":tensorflow:serving:request_count", model_name=MODEL_NAME, status="INVALID_ARGUMENT")
         assert (ok, bad) == (12, 4)
         assert "# TYPE :tensorflow:serving:request_count counter" in text  # the stock name, no _total
-        latency = value(after, ":tensorflow:serving:request_latency_count", model_name=MODEL_NAME,
-                        API="predict", entrypoint="REST")
-        assert latency >= 6
+        # The latency histogram counts successes only, under the stock API label.
+        latency = sum(value(snapshot, ":tensorflow:serving:request_latency_count", model_name=MODEL_NAME,
+                            API="Predict", entrypoint=entrypoint) * sign
+                      for snapshot, sign in ((after, 1), (before, -1)) for entrypoint in ("GRPC", "REST"))
+        assert latency == ok
         assert value(after, ":tensorflow:cc:saved_model:load_attempt_count",
                      model_path=str(export_base / MODEL_NAME / "1"), status="success") == 1
-        pool = {"thread_pool_name": "model_server_batch_threads"}
-        batches = value(after, ":tensorflow:serving:batching_session:processed_batch_size_count", **pool)
-        rows = value(after, ":tensorflow:serving:batching_session:processed_batch_size_sum", **pool)
+        batches = value(after, ":tensorflow:serving:batching_session:processed_batch_size_count")
+        rows = value(after, ":tensorflow:serving:batching_session:input_batch_size_sum")
         assert rows >= 12 and batches < 12  # requests were joined
+        # processed_batch_size records the padded size; padding_size is labelled by it.
+        assert value(after, ":tensorflow:serving:batching_session:processed_batch_size_sum") >= rows
+        assert ':tensorflow:serving:batching_session:padding_size_count{execution_batch_size="' in text
+        assert 'queuing_latency_bucket{le="120.0",thread_pool_name=' in text  # 100 µs × 1.2^i
         assert value(after, ":tfode:serving:solver_function_evaluations_count", model_name=MODEL_NAME) >= 12
     finally:
         assert server.stop() == 0
@@ -226,7 +231,7 @@ def test_versions_come_and_go_under_batched_load_and_no_accepted_request_is_lost
     batching.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 20000 }\n"
                         "num_batch_threads { value: 1 }\n")
     server = ServerProcess(base, "--enable_batching", "--batching_parameters_file", str(batching),
-                           "--enable_model_warmup", "false")
+                           "--enable_model_warmup", "false", "--max_num_load_retries", "0")
     outcomes, lock, stop = collections.Counter(), threading.Lock(), threading.Event()
 
     def load(index):

@@ -120,10 +120,13 @@ def _safe_available(client):
 def test_rest_paths_signature_names_and_missing_versions_as_the_stock_server(server):
     rest = server.rest
     for method, path in (("GET", "/v1/models"), ("GET", "/v1/models/tfode:predict"), ("POST", "/v1/models/tfode"),
-                         ("POST", "/v1/models/tfode/versions/x:predict"), ("GET", "/v2/models/tfode"),
-                         ("POST", "/v1/models/tfode:explain")):
+                         ("POST", "/v1/models/tfode/versions/x:predict"), ("POST", "/v1/models/tfode:explain")):
         status, answer = http(method, rest + path, {"instances": ["a ."]} if method == "POST" else None)
         assert status == 400 and answer["error"].startswith("Malformed request"), (method, path, answer)
+    # Outside /v1/ the stock router has no handler: a bare 404.
+    for method, path in (("GET", "/v2/models/tfode"), ("GET", "/"), ("POST", "/predict")):
+        status, answer = http(method, rest + path, {"instances": ["a ."]} if method == "POST" else None)
+        assert (status, answer) == (404, {}), (method, path, answer)
     # An empty signature name means serving_default, over REST as over gRPC.
     status, answer = http("POST", f"{rest}/v1/models/tfode:predict",
                           {"signature_name": "", "instances": ["he has a red car ."]})
@@ -184,7 +187,7 @@ def test_warmup_limits_and_client_deadlines(export_base, tmp_path):
         classify_log=prediction_log_pb2.ClassifyLog(request=classification_pb2.ClassificationRequest()))
     _write_warmup(base / MODEL_NAME / "2", [predict_log, classify])
     _write_warmup(base / MODEL_NAME / "3", [predict_log] * 1001)
-    server = ServerProcess(base, "--max_versions", "3", "--max_batch_size", "100000")
+    server = ServerProcess(base, "--max_versions", "3", "--max_request_rows", "100000", "--max_num_load_retries", "0")
     try:
         client = TFServingClient(server.grpc, MODEL_NAME)
         statuses = {int(s["version"]): s for s in client.status()}

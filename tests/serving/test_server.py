@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -78,14 +79,19 @@ def test_status_and_metadata(client):
 
 
 BAD_REQUESTS = [
-    ("decode", {"sentences": np.array([1.5, 2.5], np.float32)}, "INVALID_ARGUMENT", "must be strings"),
+    # gRPC checks the tensor's dtype against the signature's, as a session's feed does; REST
+    # reads JSON numbers where strings belong.
+    ("decode", {"sentences": np.array([1.5, 2.5], np.float32)}, "INVALID_ARGUMENT",
+     "to be string but float is provided|must be strings"),
     ("decode", {"sentences": np.array([["a ."]], dtype=object)}, "INVALID_ARGUMENT", "shape"),
     ("decode", {"text": np.array(["a ."], dtype=object)}, "INVALID_ARGUMENT", "takes inputs"),
     ("decode", {"sentences": np.array(["a ."], dtype=object), "extra": np.array([1])}, "INVALID_ARGUMENT", "unexpected"),
     ("decode", {"sentences": np.array([], dtype=object)}, "INVALID_ARGUMENT", "batch is empty"),
-    ("decode", {"sentences": np.array(["a ."] * 17, dtype=object)}, "INVALID_ARGUMENT", "largest batch"),
+    ("decode", {"sentences": np.array(["a ."] * 17, dtype=object)}, "INVALID_ARGUMENT", "max_request_rows"),
     ("decode", {"sentences": np.array(["   "], dtype=object)}, "INVALID_ARGUMENT", "sentence is empty"),
-    ("nonexistent", {"sentences": np.array(["a ."], dtype=object)}, "INVALID_ARGUMENT", "not found"),
+    # FAILED_PRECONDITION, which REST answers 400 (read as INVALID_ARGUMENT), as the stock server.
+    ("nonexistent", {"sentences": np.array(["a ."], dtype=object)},
+     {"grpc": "FAILED_PRECONDITION", "rest": "INVALID_ARGUMENT"}, 'Serving signature name: "nonexistent" not found'),
     ("interpolate", {"sentence_a": np.array(["a ."], dtype=object), "sentence_b": np.array(["b ."], dtype=object),
                      "alpha": np.float32([2.0]), "mode": np.array(["linear"], dtype=object)},
      "INVALID_ARGUMENT", "between 0 and 1"),
@@ -100,8 +106,10 @@ BAD_REQUESTS = [
 def test_malformed_requests_get_the_right_status_and_the_server_keeps_answering(client, signature, inputs, code, message):
     with pytest.raises(ServingClientError) as caught:
         client.predict(signature, inputs)
+    if isinstance(code, dict):
+        code = code["rest" if client.rest else "grpc"]
     assert caught.value.code == code
-    assert message in caught.value.message
+    assert re.search(message, caught.value.message), caught.value.message
     assert client.decode(["he has a red car ."])["sentences"][0] == b"he has a red car ."
 
 
@@ -128,7 +136,11 @@ def test_rest_rejects_malformed_json_and_oversized_bodies(server):
     assert post(b'{"instances": [[1, 2], [3]]}')[0] == 400
     status, answer = post(b'{"instances": ["he has a red car ."]}')
     assert status == 200 and answer["predictions"][0]["sentences"] == "he has a red car ."
-    assert post(b'{"instances": ["' + b"x" * (5 << 20) + b'"]}')[0] == 413
+    # Over 4 MiB is read and answered (the sentence is over-long), as the stock server reads it;
+    # over this server's --max_request_bytes (8 MiB here) is refused unread.
+    status, answer = post(b'{"instances": ["' + b"x" * (5 << 20) + b'"]}')
+    assert status == 400 and "longer than" in answer["error"]
+    assert post(b'{"instances": ["' + b"x" * (9 << 20) + b'"]}')[0] == 413
 
 
 def test_versions_appear_fail_and_disappear_while_serving(export_base, trained, tiny_text, tmp_path):
@@ -136,21 +148,25 @@ def test_versions_appear_fail_and_disappear_while_serving(export_base, trained, 
 
     base = tmp_path / "exports"
     shutil.copytree(export_base / MODEL_NAME / "1", base / MODEL_NAME / "1")
-    server = ServerProcess(base, "--max_versions", "2", "--enable_model_warmup", "false")
+    server = ServerProcess(base, "--max_versions", "2", "--enable_model_warmup", "false",
+                           "--max_num_load_retries", "1", "--load_retry_interval_micros", "100000")
     try:
         client = TFServingClient(server.grpc, MODEL_NAME)
         assert client.status()[0]["version"] == "1"
 
         export_saved_model(trained, tiny_text, str(base), MODEL_NAME, version=2)
         assert wait_for(lambda: client.status()[0] == {"version": "2", "state": "AVAILABLE",
-                                                      "status": {"error_message": ""}})
+                                                      "status": {"error_code": "OK", "error_message": ""}})
         assert TFServingClient(server.grpc, MODEL_NAME, version=1).decode(["a ."])["lengths"].shape == (1,)
 
         broken = base / MODEL_NAME / "3"
         broken.mkdir()
         (broken / "saved_model.pb").write_bytes(b"this is not a SavedModel")
         assert wait_for(lambda: any(s["version"] == "3" and s["state"] == "END" for s in client.status()))
+        assert "failed to load (retrying)" in server.read_log()  # --max_num_load_retries 1
         rest = TFServingClient(server.rest, MODEL_NAME, rest=True)
+        failed = [[s for s in c.status() if s["version"] == "3"][0]["status"] for c in (client, rest)]
+        assert failed[0] == failed[1] and failed[0]["error_code"] != "OK"  # one code on both APIs
         assert rest.decode(["he has a red car ."])["sentences"][0] == b"he has a red car ."
 
         shutil.rmtree(base / MODEL_NAME / "2")
