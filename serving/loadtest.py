@@ -5,7 +5,7 @@ Against a running server:
     python -m serving.loadtest --target 127.0.0.1:8500 [--rest | --mixed REST_PORT] \\
         --clients 8 --duration 60 [--workload mix|decode1] [--server-pid PID]
 
-Unbatched against batched, one run, one table (starts both servers itself on free ports):
+Unbatched against batched, one run, one table (starts the servers itself on free ports):
 
     python -m serving.loadtest --compare --export-base exports --model-name tfode \\
         --clients 32 --duration 60 [--batching-parameters-file F] [--server-args "FLAGS"]
@@ -14,8 +14,9 @@ N client threads (up to 64) send requests until the duration or `--max-requests`
 `decode1` is one sentence per request (the serving case batching is for), `mix` a mix of decode,
 interpolate and trajectory requests. It prints requests/s, p50/p95/p99 latency, errors, sheds
 (RESOURCE_EXHAUSTED or UNAVAILABLE answers, counted apart from errors) and, where the server
-exports Prometheus metrics, the mean batch size it formed. `--compare` runs gRPC and REST
-against an unbatched server and a batched one over the same export, one after the other, and
+exports Prometheus metrics, the mean batch size it formed (padding included). `--compare` runs
+gRPC and REST against an unbatched server, a batched one and a batched one writing its gRPC
+outputs as `tensor_content` over the same export, one after the other, and
 prints the ratios and the CPU time each answered request cost the server and this client process
 (Linux; the two share the machine's cores); `--server-args` gives both servers the same further
 flags (for example their TensorFlow thread pools).
@@ -136,7 +137,7 @@ def run(targets, clients, duration, max_requests, model_name, workload="mix", se
     def worker(index):
         nonlocal issued
         target, rest = targets[index % len(targets)]
-        client = TFServingClient(target, model_name, rest=rest, timeout=30)
+        client = TFServingClient(target, model_name, rest=rest, timeout=30, tries=1)  # a shed is counted, not retried
         rng = random.Random(seed + index)
         while time.monotonic() < deadline:
             with lock:
@@ -226,10 +227,14 @@ def report_compare(args) -> int:
             batching = os.path.join(folder, "batching.config")
             with open(batching, "w") as handle:
                 handle.write(DEFAULT_BATCHING)
+        # A request waiting for its batch holds a gRPC thread (as in the stock server): enough
+        # threads for every client; the third server writes outputs as tensor_content.
+        common = ["--monitoring_config_file", monitoring, "--grpc_max_threads", str(max(64, args.clients))]
+        batched = [*common, "--enable_batching", "--batching_parameters_file", batching]
         servers = {
-            "unbatched": ["--monitoring_config_file", monitoring],
-            "batched": ["--monitoring_config_file", monitoring, "--enable_batching",
-                        "--batching_parameters_file", batching],
+            "unbatched": common,
+            "batched": batched,
+            "batched, tensor_content": [*batched, "--enable_serialization_as_tensor_content"],
         }
         rows = []
         for name, flags in servers.items():
@@ -247,7 +252,7 @@ def report_compare(args) -> int:
                     cpu_after = cpu_seconds(server.pid), cpu_seconds(os.getpid())
                     after = batch_histogram(server.rest)
                     mean_batch = None
-                    if name == "batched" and before and after and after[1] > before[1]:
+                    if name.startswith("batched") and before and after and after[1] > before[1]:
                         mean_batch = (after[0] - before[0]) / (after[1] - before[1])
                     cpu = [cpu_per_request(b, a, len(result.every)) for b, a in zip(cpu_before, cpu_after)]
                     rows.append((name, protocol, result, mean_batch, *cpu))
@@ -270,6 +275,9 @@ def report_compare(args) -> int:
         plain, batched = table[("unbatched", protocol)], table[("batched", protocol)]
         print(f"{protocol}: batched / unbatched throughput {batched.throughput / plain.throughput:.2f}×; "
               f"p99 {batched.percentiles()[2]:.1f} against {plain.percentiles()[2]:.1f} ms")
+    typed, content = table[("batched", "gRPC")], table[("batched, tensor_content", "gRPC")]
+    print(f"batched gRPC: typed fields / tensor_content throughput {typed.throughput / content.throughput:.2f}×; "
+          f"p99 {typed.percentiles()[2]:.1f} against {content.percentiles()[2]:.1f} ms")
     grpc, rest = table[("batched", "gRPC")], table[("batched", "REST")]
     print(f"batched: REST / gRPC throughput {rest.throughput / grpc.throughput:.2f}×")
     return 0 if not any(result.errors for _, _, result, *_ in rows) else 1

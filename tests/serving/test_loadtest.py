@@ -43,7 +43,7 @@ def test_cpu_time_is_read_per_process_and_per_request():
 
 
 @pytest.mark.slow
-def test_compare_runs_both_servers_and_prints_one_table(export_base, capsys):
+def test_compare_runs_the_three_servers_and_prints_one_table(export_base, capsys):
     from support import MODEL_NAME
 
     code = loadtest.main(["--compare", "--export-base", str(export_base), "--model-name", MODEL_NAME,
@@ -53,9 +53,10 @@ def test_compare_runs_both_servers_and_prints_one_table(export_base, capsys):
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| unbatched") or
             line.startswith("| batched")]
     assert [(row[0].strip(), row[1].strip()) for row in rows] == [
-        ("unbatched", "gRPC"), ("unbatched", "REST"), ("batched", "gRPC"), ("batched", "REST")]
+        ("unbatched", "gRPC"), ("unbatched", "REST"), ("batched", "gRPC"), ("batched", "REST"),
+        ("batched, tensor_content", "gRPC"), ("batched, tensor_content", "REST")]
     for row in rows:
         assert float(row[2]) > 0 and row[6].strip() == "0"  # answered, no errors
         assert float(row[9]) > 0 and float(row[10]) >= 0  # CPU per request, server and client (clock ticks)
     assert all(row[8].strip() != "–" for row in rows[2:])  # the batched server formed batches
-    assert "gRPC: batched / unbatched throughput" in out
+    assert "gRPC: batched / unbatched throughput" in out and "typed fields / tensor_content" in out
