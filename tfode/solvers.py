@@ -49,6 +49,9 @@ class AdaptiveSolver:
     max_num_steps: int = 1000
     independent_rows: bool = False
 
+    options = ("rtol", "atol")  # the settings a command line sets
+    steps_in_a_loop = False  # TFP's adjoint gradient cannot run inside a per-token loop
+
     def __post_init__(self):
         for field in ("rtol", "atol", "first_step_size"):
             value = getattr(self, field)
@@ -86,6 +89,8 @@ class FixedGridSolver:
     steps_per_unit: float = 2.0
 
     trainable = True
+    options = ("steps_per_unit",)  # the settings a command line sets
+    steps_in_a_loop = True  # plain backpropagation through its steps, wherever they run
 
     def __post_init__(self):
         value = self.steps_per_unit
@@ -114,8 +119,17 @@ class Euler(FixedGridSolver):
     evaluations_per_step = 1
 
 
-SOLVERS = {cls.name: cls for cls in (Dopri5, BDF, RK4, Euler)}
+SOLVERS = {cls.name: cls for cls in (Dopri5, BDF, RK4, Euler)}  # the one name → solver map
 Solver = Dopri5 | BDF | RK4 | Euler
+
+
+def from_options(name: str, settings: dict) -> Solver:
+    """The solver `name` with the `options` it takes picked from `settings` (a command line's
+    values; the others are left); ValueError naming the known solvers."""
+    if name not in SOLVERS:
+        raise ValueError(f"Unknown ODE solver {name!r}; expected one of {sorted(SOLVERS)}.")
+    cls = SOLVERS[name]
+    return cls(**{key: settings[key] for key in cls.options if settings.get(key) is not None})
 
 
 def solver_to_config(solver: Solver) -> dict:

@@ -84,9 +84,12 @@ def run_one(decoder, args):
 def decoder_settings(config) -> str:
     """How a run's decoder was set up, e.g. "gated field, rk4 1/token": its ODE, and the
     midpoint term, the context input, scheduled sampling and label smoothing where it had them."""
+    from tfode.solvers import SOLVERS
+
     parts = []
     if config["decoder"] != "gru":
-        steps = f" {config['steps_per_unit']:g}/token" if config["solver"] in ("rk4", "euler") else ""
+        takes_steps = "steps_per_unit" in SOLVERS[config["solver"]].options
+        steps = f" {config['steps_per_unit']:g}/token" if takes_steps else ""
         parts.append(f"{config['field_type']} field, {config['solver']}{steps}")
         if config["kinetic_energy"] or config["jacobian_norm"]:
             parts.append(f"λ kinetic {config['kinetic_energy']:g}, λ Jacobian {config['jacobian_norm']:g}")

@@ -19,22 +19,22 @@ from training import presets
 
 DECODERS = ("trajectory", "odernn", "gru")
 AUTOREGRESSIVE = ("odernn", "gru")
-TRAINING_SOLVERS = ("dopri5", "rk4", "euler")
-ALL_SOLVERS = ("dopri5", "bdf", "rk4", "euler")
 
 
 def _ode(config):
     return None if config["decoder"] != "gru" else "the gru decoder has no ODE"
 
 
-def _fixed_grid(config):
-    return _ode(config) or (None if config["solver"] in ("rk4", "euler")
-                            else f"the {config['solver']} solver is adaptive (no grid)")
+def _solver_option(name):
+    """Whether the setting `name` applies: the configured solver takes it (`options`)."""
+    def applies(config):
+        from tfode import solvers
 
-
-def _adaptive(config):
-    return _ode(config) or (None if config["solver"] in ("dopri5", "bdf")
-                            else f"the {config['solver']} solver has a fixed grid (no tolerances)")
+        solver = solvers.SOLVERS.get(config["solver"])
+        if _ode(config) or solver is None or name in solver.options:
+            return _ode(config)
+        return f"the {config['solver']} solver takes {', '.join(solver.options)}, not {name}"
+    return applies
 
 
 def _mlp_field(config):
@@ -128,10 +128,12 @@ FLAGS = {
     "input_shuffle": Flag("farthest an input word of the encoder moves in training's local shuffle", int),
     "input_noise_fade": Flag("share of training, at its end, over which the input deletion and "
                              "blanking fade linearly to none (0: constant)", applies=_input_noise),
-    "solver": Flag("ODE solver for training", str, TRAINING_SOLVERS, _ode),
-    "steps_per_unit": Flag("fixed-grid solver steps per unit of time (per token at Δt 1)", applies=_fixed_grid),
-    "rtol": Flag("adaptive solver relative tolerance", applies=_adaptive),
-    "atol": Flag("adaptive solver absolute tolerance", applies=_adaptive),
+    "solver": Flag("ODE solver for training, a name of tfode.solvers.SOLVERS (the decoder must be able to "
+                   "train with it)", str, applies=_ode),
+    "steps_per_unit": Flag("fixed-grid solver steps per unit of time (per token at Δt 1)",
+                           applies=_solver_option("steps_per_unit")),
+    "rtol": Flag("adaptive solver relative tolerance", applies=_solver_option("rtol")),
+    "atol": Flag("adaptive solver absolute tolerance", applies=_solver_option("atol")),
     "field_type": Flag("vector field: time-conditioned MLP or GRU-ODE", str, ("mlp", "gated"), _ode),
     "field_units": Flag("MLP vector field hidden width", int, applies=_mlp_field),
     "field_depth": Flag("MLP vector field hidden layers", int, applies=_mlp_field),
@@ -232,20 +234,20 @@ def check_flags(config: dict, given: set[str] = frozenset()) -> None:
 
 def check_objects(config: dict) -> None:
     """Builds the model's objects with a stand-in vocabulary, so that every layer validates its
-    own arguments, before any file is written."""
-    build_model(config, vocab_size=max(5, min(config["vocab_size"], 64)))
+    own arguments, and asks the decoder whether it can train with the solver, before any file is
+    written."""
+    model = build_model(config, vocab_size=max(5, min(config["vocab_size"], 64)))
+    refusal = type(model.decoder).training_refusal(model.decoder.solver)
+    if refusal:
+        raise ValueError(refusal)
     build_loss(config)
 
 
 def build_solver(config: dict):
-    """The solver value of a configuration (`tfode.solvers`)."""
+    """The solver value of a configuration (`tfode.solvers.from_options`)."""
     from tfode import solvers
 
-    if config["solver"] in ("dopri5", "bdf"):
-        cls = solvers.Dopri5 if config["solver"] == "dopri5" else solvers.BDF
-        return cls(rtol=config["rtol"], atol=config["atol"])
-    cls = solvers.RK4 if config["solver"] == "rk4" else solvers.Euler
-    return cls(steps_per_unit=config["steps_per_unit"])
+    return solvers.from_options(config["solver"], config)
 
 
 def build_vector_field(config: dict):

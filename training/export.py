@@ -27,8 +27,7 @@ def build_parser():
     parser.add_argument("--model-name", required=True, help="the model's name in requests")
     parser.add_argument("--version", type=int, help="integer version (default: newest + 1)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
-    parser.add_argument("--solver", choices=["dopri5", "bdf", "rk4", "euler"],
-                        help="inference solver (default: the training solver)")
+    parser.add_argument("--solver", help="inference solver, a name of tfode.solvers.SOLVERS (default: the training solver)")
     parser.add_argument("--rtol", type=float, help=f"dopri5/bdf relative tolerance (default: {DEFAULTS['rtol']})")
     parser.add_argument("--atol", type=float, help=f"dopri5/bdf absolute tolerance (default: {DEFAULTS['atol']})")
     parser.add_argument("--steps-per-unit", type=float, help=f"rk4/euler steps per token (default: {DEFAULTS['steps_per_unit']})")
@@ -38,14 +37,22 @@ def build_parser():
 
 
 def check_solver_flags(args) -> None:
-    """Refuses solver flags that do not go with `--solver` (ValueError naming the flag)."""
-    tolerances = [flag for flag, value in (("--rtol", args.rtol), ("--atol", args.atol)) if value is not None]
-    if args.solver is None and (tolerances or args.steps_per_unit is not None):
-        raise ValueError("--rtol, --atol and --steps-per-unit go with --solver.")
-    if args.solver in ("rk4", "euler") and tolerances:
-        raise ValueError(f"{tolerances[0]} does not apply here: the {args.solver} solver has a fixed grid.")
-    if args.solver in ("dopri5", "bdf") and args.steps_per_unit is not None:
-        raise ValueError(f"--steps-per-unit does not apply here: the {args.solver} solver is adaptive.")
+    """Refuses solver flags that do not go with `--solver` (ValueError naming the flag): each
+    solver says which settings it takes (`options`)."""
+    from tfode import solvers
+
+    given = [name for name in ("rtol", "atol", "steps_per_unit") if getattr(args, name) is not None]
+    if args.solver is None:
+        if given:
+            raise ValueError("--rtol, --atol and --steps-per-unit go with --solver.")
+        return
+    if args.solver not in solvers.SOLVERS:
+        raise ValueError(f"Unknown --solver {args.solver!r}; expected one of {sorted(solvers.SOLVERS)}.")
+    options = solvers.SOLVERS[args.solver].options
+    for name in given:
+        if name not in options:
+            raise ValueError(f"--{name.replace('_', '-')} does not apply here: the {args.solver} solver takes "
+                             f"{', '.join('--' + option.replace('_', '-') for option in options)}.")
 
 
 def main(argv=None) -> int:

@@ -139,3 +139,41 @@ def test_help_does_not_load_tensorflow():
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("decoder", ["trajectory", "odernn", "gru"])
+@pytest.mark.parametrize("solver", ["dopri5", "bdf", "rk4", "euler", None])
+def test_every_decoder_and_solver_either_trains_or_is_refused_before_the_run_exists(decoder, solver, tmp_path,
+                                                                                    capsys):
+    """The decoder's own rule (`training_refusal`) is asked before anything is written; a
+    combination it accepts takes a training step."""
+    import numpy as np
+
+    from tfode.solvers import SOLVERS
+    from training import train
+
+    run_dir = tmp_path / "run"
+    flags = ["--data", "synthetic", "--preset", "tiny", "--decoder", decoder, "--run-dir", str(run_dir), "--quiet"]
+    flags += ["--solver", solver] if solver else []
+    args = train.build_parser().parse_args(flags)
+    try:
+        config = train.resolve_config(args)
+        builder.check_objects(config)
+    except ValueError as error:
+        refused = str(error)
+    else:
+        refused = None
+    gru_with_solver = decoder == "gru" and solver is not None
+    never_trains = solver == "bdf" or (decoder == "odernn" and solver is not None and not SOLVERS[solver].steps_in_a_loop)
+    assert (refused is not None) == (gru_with_solver or never_trains), refused
+    if refused:
+        assert train.main(flags) == 2 and not run_dir.exists()
+        assert refused.splitlines()[0] in capsys.readouterr().err
+        return
+    model = builder.build_model(config, vocab_size=12)
+    model.compile(loss=builder.build_loss(config))
+    tokens = np.array([[5, 6, 7, 0], [8, 9, 10, 11]], "int32")
+    from tfode.tokens import append_eos
+
+    loss = model.train_on_batch(tokens, append_eos(tokens).numpy())
+    assert np.isfinite(loss).all()

@@ -66,12 +66,10 @@ class ODERNNCell(FlowRegularization, keras.layers.Layer):
 
     def flow(self, state, start_time, end_time, probe=None, integrals=False, training=None):
         """`ODESolution` of one interval, its state `[batch, units]` in `state`'s dtype."""
-        if training and not isinstance(self.solver, solvers.FixedGridSolver):
-            raise ValueError(
-                "The ODE-RNN decoder trains with a fixed-grid solver (RK4, Euler): TFP's adjoint "
-                "gradient cannot run inside its per-token loop. Adaptive solvers serve at "
-                "inference (`Seq2SeqODE.with_solver`)."
-            )
+        if training:
+            refusal = ODERNNDecoder.training_refusal(self.solver)
+            if refusal:
+                raise ValueError(refusal)
         solution = self.ode(state, tf.reshape(end_time, [1]), start_time, integrals=integrals,
                             probe=probe, training=training)
         return solution._replace(states=tf.cast(solution.states[:, 0], state.dtype))
@@ -324,6 +322,14 @@ class ODERNNDecoder(AutoregressiveDecoder):
       vector_field, solver, kinetic_energy, jacobian_norm: the cell's (`ODERNNCell`).
       Others: see `AutoregressiveDecoder`.
     """
+
+    @classmethod
+    def training_refusal(cls, solver) -> str | None:
+        if solver is not None and not solver.steps_in_a_loop:
+            return (f"The ODE-RNN decoder trains with a fixed-grid solver (rk4, euler): the {solver.name} "
+                    "solver's adjoint gradient cannot run inside its per-token loop. Adaptive solvers serve "
+                    "at inference (`Seq2SeqODE.with_solver`).")
+        return super().training_refusal(solver)
 
     def __init__(self, vocab_size, units, vector_field=None, solver=None, kinetic_energy=0.0,
                  jacobian_norm=0.0, seed=None, **kwargs):

@@ -52,6 +52,15 @@ class Decoder(keras.layers.Layer):
 
     autoregressive = False  # whether `decode` can run a beam search
 
+    @classmethod
+    def training_refusal(cls, solver) -> str | None:
+        """Why this decoder cannot train with `solver` (a solver value, or None for no flow),
+        or None when it can: the one rule the training command and the training step ask."""
+        if solver is not None and not solver.trainable:
+            return (f"The {solver.name} solver is for inference only (its gradients take minutes per step); "
+                    "train with another and switch solvers for inference (`Seq2SeqODE.with_solver`).")
+        return None
+
     def __init__(self, vocab_size: int, units: int, time_span: float = 1.0, dropout: float = 0.0,
                  seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
