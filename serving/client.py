@@ -351,9 +351,9 @@ def main(argv=None) -> int:
                 print(sentence)
         elif args.command == "trajectory":
             result = client.trajectory([args.sentence], args.times)
-            for time, tokens, probabilities in zip(args.times, result["top_k_tokens"][0], result["top_k_probabilities"][0]):
+            for moment, tokens, probabilities in zip(args.times, result["top_k_tokens"][0], result["top_k_probabilities"][0]):
                 shown = ", ".join(f"{_text(t)} {float(p):.2f}" for t, p in zip(tokens, probabilities))
-                print(f"t={time:g}: {shown}")
+                print(f"t={moment:g}: {shown}")
         elif args.command == "status":
             print(json.dumps(client.status(), indent=2))
         else:

@@ -1,7 +1,10 @@
 """Helpers for the serving tests: a server subprocess and polling."""
 
+import json
 import os
 import time
+import urllib.error
+import urllib.request
 
 from serving import launch
 
@@ -25,3 +28,15 @@ def wait_for(condition, timeout=60.0, interval=0.2):
             return True
         time.sleep(interval)
     return False
+
+
+def http(method, url, body=None):
+    """`(status, JSON answer)` of a REST call to `url` (host:port/path); a body that is not
+    bytes is sent as JSON; an empty answer reads as {}."""
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    request = urllib.request.Request(f"http://{url}", data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")

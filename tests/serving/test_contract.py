@@ -2,12 +2,9 @@
 `tensorflow_serving.apis` stubs over gRPC, `urllib` over REST. Each test names the stock source
 its behaviour was read from (docs/serving.md has the table)."""
 
-import json
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 
 import grpc
 import numpy as np
@@ -23,7 +20,7 @@ from tensorflow_serving.apis import (
 
 from serving import launch, server as server_cli
 from serving.client import ServingClientError, TFServingClient
-from support import MODEL_NAME, ROOT
+from support import MODEL_NAME, ROOT, http
 
 RAM_BASE = "ram://contract/models"
 
@@ -77,16 +74,6 @@ def predict_request(signature, **inputs):
     for key, value in inputs.items():
         request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
     return request
-
-
-def rest(method, url, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"http://{url}", data=data, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
 
 
 def test_a_base_path_on_any_tensorflow_file_system_and_version_zero(served):
@@ -149,9 +136,9 @@ def test_rest_columnar_answer_of_a_lone_output_is_the_value_itself(served):
     body = {"signature_name": "interpolate",
             "inputs": {"sentence_a": ["he has a red car ."], "sentence_b": ["i like it ."], "alpha": [0.0],
                        "mode": ["linear"]}}
-    status, answer = rest("POST", f"{served.rest}/v1/models/{MODEL_NAME}:predict", body)
+    status, answer = http("POST", f"{served.rest}/v1/models/{MODEL_NAME}:predict", body)
     assert status == 200 and answer == {"outputs": ["he has a red car ."]}
-    status, answer = rest("POST", f"{served.rest}/v1/models/{MODEL_NAME}:predict",
+    status, answer = http("POST", f"{served.rest}/v1/models/{MODEL_NAME}:predict",
                           {"signature_name": "encode", "inputs": {"sentences": ["i like it ."]}})
     assert status == 200 and set(answer["outputs"]) == {"latent", "mean", "log_variance", "truncated"}
     # The project's client reads both forms.

@@ -2,13 +2,10 @@
 (several models, version policies, labels, reload), REST paths and signature names, polling,
 the default version policy, warm-up limits and deadlines."""
 
-import json
 import os
 import shutil
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import grpc
 import numpy as np
@@ -17,24 +14,13 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_serving.apis import (classification_pb2, model_management_pb2, model_service_pb2_grpc,
                                      prediction_log_pb2)
-from tensorflow_serving.config import model_server_config_pb2
 
 from serving.client import ServingClientError, TFServingClient
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from support import MODEL_NAME, ServerProcess, wait_for  # noqa: E402
+from support import MODEL_NAME, ServerProcess, http, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-
-def http(method, url, body=None):
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    request = urllib.request.Request(f"http://{url}", data=data, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
 
 
 def config_text(models):

@@ -4,21 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import fit_until_reconstructed, small_model
 import tfode
 from tfode.inversion import CodeRefinement
 from tfode.tokens import append_eos, prepend_bos
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_text, tiny_tokens):
-    import keras
-
-    keras.utils.set_random_seed(0)
-    model = small_model(tiny_text.vocabulary_size, "odernn", units=32, max_length=tiny_text.max_length,
-                        solver=tfode.Euler(steps_per_unit=1), seed=0)
-    fit_until_reconstructed(model, tiny_tokens, max_rounds=4)
-    return model
 
 
 def negative_log_likelihood(model, tokens, codes):

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from rapidfuzz.distance import Levenshtein
 
-from tests.helpers import fit_until_reconstructed, small_model
+from tests.helpers import small_model
 import tfode
 from tfode import paths
 from tfode.tokens import EOS_ID
@@ -19,17 +19,6 @@ def words(ids):
         row = row[: row.index(EOS_ID)] if EOS_ID in row else row
         rows.append(tuple(int(t) for t in row if t))
     return rows
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_text, tiny_tokens):
-    import keras
-
-    keras.utils.set_random_seed(0)
-    model = small_model(tiny_text.vocabulary_size, "odernn", units=32, max_length=tiny_text.max_length,
-                        solver=tfode.Euler(steps_per_unit=1), seed=0)
-    fit_until_reconstructed(model, tiny_tokens, max_rounds=4)
-    return model
 
 
 def test_word_distances_are_levenshtein_over_tokens(rng):
