@@ -3,6 +3,8 @@ arguments where it is constructed, with these)."""
 
 from __future__ import annotations
 
+import zlib
+
 
 def check_rate(name: str, value: float, upper_inclusive: bool = False) -> float:
     """`value` as a float, or ValueError unless it is in [0, 1) ([0, 1] if `upper_inclusive`)."""
@@ -12,10 +14,14 @@ def check_rate(name: str, value: float, upper_inclusive: bool = False) -> float:
     return value
 
 
-def derive_seed(seed: int | None, offset: int) -> int | None:
-    """A seed of its own for each random stream of a layer seeded `seed`, or None (Keras then
-    draws one from its global seed, `keras.utils.set_random_seed`)."""
-    return None if seed is None else int(seed) * 7919 + offset
+def derive_seed(seed: int | None, stream: str) -> int | None:
+    """The seed of the random stream named `stream` ("encoder/latent", "decoder/sampling", …:
+    one name a stream across the whole model) of a model seeded `seed`, or None (Keras then
+    draws one from its global seed, `keras.utils.set_random_seed`). Streams that a model turns
+    on together never start from the same state."""
+    if seed is None:
+        return None
+    return (int(seed) * 1_000_003 + zlib.crc32(stream.encode("utf-8"))) % (2**31 - 1)
 
 
 def check_non_negative(name: str, value: float) -> float:

@@ -89,7 +89,7 @@ class GRUEncoder(keras.layers.Layer):
         self.free_bits = check_non_negative("free_bits", free_bits)
         self.mmd_weight = check_non_negative("mmd_weight", mmd_weight)
         # Created only when used, so models saved without the penalty keep their variables.
-        self.prior_seed = (keras.random.SeedGenerator(derive_seed(seed, 2), name="prior_seed")
+        self.prior_seed = (keras.random.SeedGenerator(derive_seed(seed, "encoder/prior"), name="prior_seed")
                            if self.mmd_weight else None)
         self.embedding = keras.layers.Embedding(
             vocab_size, embedding_dim, mask_zero=True, name="embedding"
@@ -102,11 +102,14 @@ class GRUEncoder(keras.layers.Layer):
         )
         # Created only when used, so models saved without dropout keep their variables.
         self.embedding_dropout = (
-            keras.layers.Dropout(dropout, seed=derive_seed(seed, 0), name="embedding_dropout") if dropout else None
+            keras.layers.Dropout(dropout, seed=derive_seed(seed, "encoder/embedding_dropout"), name="embedding_dropout")
+            if dropout else None
         )
-        gru = keras.layers.GRU(units, name="gru")
-        if bidirectional:
-            self.rnn = keras.layers.Bidirectional(gru, merge_mode="concat", name="bigru")
+        gru = keras.layers.GRU(units, seed=derive_seed(seed, "encoder/gru"), name="gru")
+        if bidirectional:  # the backward copy gets a stream of its own
+            backward = keras.layers.GRU(units, go_backwards=True, seed=derive_seed(seed, "encoder/gru_backward"),
+                                        name="backward_gru")
+            self.rnn = keras.layers.Bidirectional(gru, backward_layer=backward, merge_mode="concat", name="bigru")
             self.merge = keras.layers.Dense(units, name="merge")
         else:
             self.rnn = gru
@@ -125,7 +128,7 @@ class GRUEncoder(keras.layers.Layer):
         )
         # Created only when used, so models saved without the head keep their variables.
         self.seed_generator = (
-            keras.random.SeedGenerator(derive_seed(seed, 1), name="latent_seed") if variational else None
+            keras.random.SeedGenerator(derive_seed(seed, "encoder/latent"), name="latent_seed") if variational else None
         )
 
     def build(self, tokens_shape):

@@ -26,7 +26,7 @@ class CodeRefinement:
       steps: gradient steps (>= 0; 0 returns the encoder's codes). Each costs one teacher-forced
         decoder pass and its gradient; the loop is unrolled in the graph.
       learning_rate: the step size of plain gradient descent on the summed token negative
-        log-likelihood (> 0).
+        log-likelihood (> 0). Each row ends at the best code it visited (its start included).
     """
 
     MAX_STEPS = 50  # the loop is unrolled in the graph; more steps make an oversized graph
@@ -74,12 +74,30 @@ class CodeRefinement:
             return codes
         inputs, targets = prepend_bos(tokens), append_eos(tokens)
         mask = tf.cast(targets != 0, codes.dtype)
-        # A Python loop: the gradient of a decoder's own loops cannot sit inside a tf.while_loop.
+
+        def row_losses(codes):  # [batch]: each row's summed token negative log-likelihood
+            logits = model.decoder(codes, inputs, training=False).logits
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, tf.cast(logits, codes.dtype))
+            return tf.reduce_sum(losses * mask, axis=1)
+
+        # Each row keeps the best code it has seen, so a step too long for a row never makes it
+        # worse than where it started. A Python loop: the gradient of a decoder's own loops
+        # cannot sit inside a tf.while_loop.
+        best, best_loss = codes, None
         for _ in range(self.steps):
             with tf.GradientTape() as tape:
                 tape.watch(codes)
-                logits = model.decoder(codes, inputs, training=False).logits
-                loss = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, tf.cast(logits, codes.dtype))
-                loss = tf.reduce_sum(loss * mask)
-            codes = codes - self.learning_rate * tape.gradient(loss, codes)
-        return tf.stop_gradient(codes)
+                losses = row_losses(codes)
+                total = tf.reduce_sum(losses)  # rows do not interact: each code gets its own row's gradient
+            best, best_loss = _keep_better(codes, losses, best, best_loss)
+            codes = codes - self.learning_rate * tape.gradient(total, codes)
+        best, _ = _keep_better(codes, row_losses(codes), best, best_loss)
+        return tf.stop_gradient(best)
+
+
+def _keep_better(codes, losses, best, best_loss):
+    """Row by row, `codes` where its `losses` are lower than `best_loss` (all when None)."""
+    if best_loss is None:
+        return codes, losses
+    better = losses < best_loss
+    return tf.where(better[:, None], codes, best), tf.where(better, losses, best_loss)

@@ -61,7 +61,7 @@ class TokenNoise(keras.layers.Layer):
         # Created only when used, so models saved without a fade keep their variables.
         self.strength = (self.add_weight(shape=(), initializer="ones", trainable=False, name="strength")
                          if self.fades else None)
-        self.seed_generator = keras.random.SeedGenerator(derive_seed(seed, 0), name="noise_seed")
+        self.seed_generator = keras.random.SeedGenerator(derive_seed(seed, "token_noise"), name="noise_seed")
 
     @property
     def masks(self) -> bool:

@@ -80,7 +80,7 @@ class PathEnergy(keras.layers.Layer):
         if int(rows) < 2:
             raise ValueError(f"rows must be >= 2 (a row is paired with another), got {rows}.")
         self.weight, self.step, self.rows, self.seed = float(weight), float(step), int(rows), seed
-        self.seed_generator = keras.random.SeedGenerator(derive_seed(seed, 0), name="path_seed")
+        self.seed_generator = keras.random.SeedGenerator(derive_seed(seed, "path_energy/pairs"), name="path_seed")
 
     def points(self, codes):
         """`codes` `[batch, units]` → `(near, far)`, each `[rows, units]`: row i of `near` is

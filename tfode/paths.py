@@ -87,13 +87,15 @@ class PathSearch:
       refinement: a `CodeRefinement` (or its config), or None: the two ends' codes are refined
         from the encoder's so that they decode to the inputs (the path runs between them), which
         needs a decoder without an adaptive solver.
+      refined_line: the candidates lie around the line between the refined codes (True) or
+        between the encoder's codes (False), the ends being the refined codes either way.
     """
 
     def __init__(self, mode: str = "slerp", grid: int = 24, directions: int = 6,
                  radii=(0.1, 0.2, 0.35), fixed_points: bool = False, detour_weight: float = 1.0,
                  confidence_weight: float = 1.0, fluency_weight: float = 1.0, fluent_only: bool = True,
                  step_exponent: float = 2.0, length_weight: float = 0.0, seed: int = 0,
-                 refinement=CodeRefinement()):
+                 refinement=CodeRefinement(), refined_line: bool = False):
         if mode not in interpolation.MODES:
             raise ValueError(f"mode must be one of {interpolation.MODES}, got {mode!r}.")
         if int(grid) < 2:
@@ -126,6 +128,7 @@ class PathSearch:
         if refinement is not None and not isinstance(refinement, CodeRefinement):
             raise TypeError(f"refinement must be a CodeRefinement or None, got {type(refinement).__name__}.")
         self.refinement = refinement
+        self.refined_line = bool(refined_line)
 
     @property
     def candidates_per_row(self) -> int:
@@ -138,7 +141,8 @@ class PathSearch:
                 "detour_weight": self.detour_weight, "confidence_weight": self.confidence_weight,
                 "fluency_weight": self.fluency_weight, "fluent_only": self.fluent_only,
                 "step_exponent": self.step_exponent, "length_weight": self.length_weight, "seed": self.seed,
-                "refinement": self.refinement.get_config() if self.refinement is not None else None}
+                "refinement": self.refinement.get_config() if self.refinement is not None else None,
+                "refined_line": self.refined_line}
 
     @classmethod
     def from_config(cls, config) -> "PathSearch":
@@ -187,16 +191,19 @@ class PathSearch:
         with tf.control_dependencies([check]):
             points = tf.identity(points)
         start, end = model.encode(tokens_a)[0], model.encode(tokens_b)[0]
+        line_start, line_end = start, end
         if self.refinement is not None:
             width = tf.maximum(tf.shape(tokens_a)[1], tf.shape(tokens_b)[1])
             both = tf.concat([_fit(tokens_a, width), _fit(tokens_b, width)], 0)
             refined = self.refinement(model, both, tf.concat([start, end], 0))
             start, end = refined[:batch], refined[batch:]
+            if self.refined_line:
+                line_start, line_end = start, end
         ends = model.decode(tf.concat([start, end], 0), beam_width=beam_width)
         steps = tf.shape(ends.ids)[1]
         end_ids = tf.stack([ends.ids[:batch], ends.ids[batch:]], axis=1)  # [batch, 2, steps]
 
-        codes = self.candidate_codes(start, end)  # [batch, N, units]
+        codes = self.candidate_codes(line_start, line_end)  # [batch, N, units]
         ids, confidence = self._decoded(model, codes, steps)
         path_ids, path_codes = self._best_path(model, end_ids, start, end, ids, codes, confidence, points,
                                                language_model)

@@ -177,3 +177,22 @@ def test_every_decoder_and_solver_either_trains_or_is_refused_before_the_run_exi
 
     loss = model.train_on_batch(tokens, append_eos(tokens).numpy())
     assert np.isfinite(loss).all()
+
+
+@pytest.mark.parametrize("decoder", ["trajectory", "odernn"])
+def test_every_random_stream_of_a_model_starts_from_its_own_state(decoder):
+    """Each SeedGenerator (noise, dropout, sampling, probes, path pairs, latent samples) is seeded
+    from --seed and its own stream name: no two start alike; the same seed gives the same starts."""
+    def starts(seed):
+        config = presets.resolve("tatoeba-cpu", {
+            "decoder": decoder, "seed": seed, "variational": True, "input_noise": 0.1, "path_energy": 0.1,
+            "jacobian_norm": 0.1, "kl_weight": 0.1})
+        model = builder.build_model(config, vocab_size=40)
+        model.build((None, None))
+        return sorted(tuple(int(x) for x in variable.numpy()) for variable in model.variables
+                      if variable.path.endswith("seed_generator_state"))
+
+    first = starts(3)
+    assert len(first) >= 7 and len(set(first)) == len(first), first
+    assert starts(3) == first
+    assert set(starts(4)).isdisjoint(first)

@@ -56,7 +56,7 @@ def test_interrupted_export_leaves_no_version_folder(tmp_path, tiny_text, monkey
 
     model = small_model(tiny_text.vocabulary_size, "gru", units=8, embedding_dim=4)
 
-    def crash(module, path, signatures=None):
+    def crash(module, path, signatures=None, options=None):
         os.makedirs(os.path.join(path, "variables"))
         open(os.path.join(path, "saved_model.pb"), "wb").write(b"half")
         raise KeyboardInterrupt("killed half-way")

@@ -54,7 +54,7 @@ class ODERNNCell(FlowRegularization, keras.layers.Layer):
         self.ode = ODESolve(vector_field if vector_field is not None else VectorField(dtype="float32"),
                             solver, name="ode")
         self.init_regularization(kinetic_energy, jacobian_norm, seed)
-        self.update = keras.layers.GRUCell(units, name="cell")
+        self.update = keras.layers.GRUCell(units, seed=derive_seed(seed, "decoder/gru_cell"), name="cell")
 
     @property
     def solver(self):
@@ -112,10 +112,10 @@ class GRUStepCell(keras.layers.Layer):
     solver = None
     regularized = False
 
-    def __init__(self, units, **kwargs):
+    def __init__(self, units, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.units = int(units)
-        self.rnn = keras.layers.GRU(units, return_sequences=True, name="gru")
+        self.rnn = keras.layers.GRU(units, return_sequences=True, seed=seed, name="gru")
 
     def build(self, cell_inputs_shape):
         self.rnn.build((None, None, cell_inputs_shape[-1]))
@@ -177,9 +177,9 @@ class AutoregressiveDecoder(Decoder):
                 name="sampling_rate", shape=(), dtype="float32", trainable=False,
                 initializer=keras.initializers.Constant(self.scheduled_sampling),
             )
-        self.sampling_seed = (keras.random.SeedGenerator(self.derived_seed(3), name="sampling_seed")
+        self.sampling_seed = (keras.random.SeedGenerator(self.derived_seed("sampling"), name="sampling_seed")
                               if self.scheduled_sampling else None)
-        self.word_dropout_seed = (keras.random.SeedGenerator(self.derived_seed(4), name="word_dropout_seed")
+        self.word_dropout_seed = (keras.random.SeedGenerator(self.derived_seed("word_dropout"), name="word_dropout_seed")
                                   if self.word_dropout else None)
 
     @property
@@ -333,7 +333,8 @@ class ODERNNDecoder(AutoregressiveDecoder):
 
     def __init__(self, vocab_size, units, vector_field=None, solver=None, kinetic_energy=0.0,
                  jacobian_norm=0.0, seed=None, **kwargs):
-        cell = ODERNNCell(units, vector_field, solver, kinetic_energy, jacobian_norm, seed=derive_seed(seed, 5),
+        cell = ODERNNCell(units, vector_field, solver, kinetic_energy, jacobian_norm,
+                          seed=derive_seed(seed, "decoder/probe"),
                           name="odernn_cell")
         super().__init__(vocab_size, units, cell, seed=seed, **kwargs)
 
@@ -359,5 +360,6 @@ class ODERNNDecoder(AutoregressiveDecoder):
 class GRUDecoder(AutoregressiveDecoder):
     """The discrete baseline of the same width: `AutoregressiveDecoder` around a `GRUStepCell`."""
 
-    def __init__(self, vocab_size, units, **kwargs):
-        super().__init__(vocab_size, units, GRUStepCell(units, name="gru_cell"), **kwargs)
+    def __init__(self, vocab_size, units, seed=None, **kwargs):
+        super().__init__(vocab_size, units, GRUStepCell(units, seed=derive_seed(seed, "decoder/gru_cell"), name="gru_cell"),
+                         seed=seed, **kwargs)

@@ -77,13 +77,14 @@ class Decoder(keras.layers.Layer):
         self.seed = seed
         # Created only when used, so models saved without dropout keep their variables.
         self.dropout_layer = (
-            keras.layers.Dropout(self.dropout, seed=self.derived_seed(0), name="dropout")
+            keras.layers.Dropout(self.dropout, seed=self.derived_seed("dropout"), name="dropout")
             if self.dropout else None
         )
         self.readout = keras.layers.Dense(vocab_size, dtype="float32", name="readout")
 
-    def derived_seed(self, offset: int) -> int | None:
-        return derive_seed(self.seed, offset)
+    def derived_seed(self, stream: str) -> int | None:
+        """The seed of the decoder's random stream `stream` ("dropout", "sampling", …)."""
+        return derive_seed(self.seed, f"decoder/{stream}")
 
     def tie_readout(self, embedding: keras.layers.Embedding) -> None:
         """Scores tokens against `embedding`'s matrix (`TiedReadout`) instead of a `Dense`

@@ -47,7 +47,7 @@ class TrajectoryDecoder(FlowRegularization, Decoder):
         self.augment_dim = int(augment_dim)
         self.ode = ODESolve(vector_field if vector_field is not None else VectorField(dtype="float32"),
                             solver, name="ode")
-        self.init_regularization(kinetic_energy, jacobian_norm, self.derived_seed(1))
+        self.init_regularization(kinetic_energy, jacobian_norm, self.derived_seed("probe"))
         self.midpoint_weight = check_non_negative("midpoint_weight", midpoint_weight)
         if self.midpoint_weight and not (
             isinstance(self.ode.solver, solvers.FixedGridSolver)
@@ -59,7 +59,7 @@ class TrajectoryDecoder(FlowRegularization, Decoder):
             )
         # Created only when used, so models saved without the term keep their variables.
         self.midpoint_seed = (
-            keras.random.SeedGenerator(self.derived_seed(2), name="midpoint_seed")
+            keras.random.SeedGenerator(self.derived_seed("midpoint"), name="midpoint_seed")
             if self.midpoint_weight else None
         )
 
