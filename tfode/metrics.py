@@ -15,6 +15,18 @@ def _correct_and_mask(y_true, y_pred):
     return correct, mask
 
 
+def _token_weights(sample_weight, mask, dtype):
+    """`[batch, L]` weights of the target tokens: `sample_weight` (None, `[batch]` per sentence
+    or `[batch, L]` per token) times the padding mask."""
+    weights = tf.cast(mask, dtype)
+    if sample_weight is None:
+        return weights
+    sample_weight = tf.cast(sample_weight, dtype)
+    if sample_weight.shape.rank == 1:
+        sample_weight = sample_weight[:, None]
+    return weights * sample_weight
+
+
 @keras.saving.register_keras_serializable(package="tfode")
 class MaskedTokenAccuracy(keras.metrics.Metric):
     """Share of non-padding target tokens whose most likely prediction is right."""
@@ -25,9 +37,11 @@ class MaskedTokenAccuracy(keras.metrics.Metric):
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        """`sample_weight`: None, `[batch]` (per sentence) or `[batch, L]` (per token)."""
         correct, mask = _correct_and_mask(y_true, y_pred)
-        self.correct.assign_add(tf.reduce_sum(tf.cast(correct & mask, self.dtype)))
-        self.total.assign_add(tf.reduce_sum(tf.cast(mask, self.dtype)))
+        weights = _token_weights(sample_weight, mask, self.dtype)
+        self.correct.assign_add(tf.reduce_sum(tf.cast(correct, self.dtype) * weights))
+        self.total.assign_add(tf.reduce_sum(weights))
 
     def result(self):
         return tf.math.divide_no_nan(self.correct, self.total)
@@ -43,10 +57,14 @@ class ExactMatch(keras.metrics.Metric):
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        """`sample_weight`: None or `[batch]`, one weight a sentence."""
         correct, mask = _correct_and_mask(y_true, y_pred)
-        sentence_ok = tf.reduce_all(correct | ~mask, axis=-1)
-        self.matches.assign_add(tf.reduce_sum(tf.cast(sentence_ok, self.dtype)))
-        self.total.assign_add(tf.cast(tf.shape(sentence_ok)[0], self.dtype))
+        sentence_ok = tf.cast(tf.reduce_all(correct | ~mask, axis=-1), self.dtype)
+        weights = tf.ones_like(sentence_ok) if sample_weight is None else tf.cast(sample_weight, self.dtype)
+        if weights.shape.rank != 1:
+            raise ValueError(f"ExactMatch takes one weight a sentence ([batch]), got rank {weights.shape.rank}.")
+        self.matches.assign_add(tf.reduce_sum(sentence_ok * weights))
+        self.total.assign_add(tf.reduce_sum(weights))
 
     def result(self):
         return tf.math.divide_no_nan(self.matches, self.total)

@@ -46,3 +46,22 @@ def test_config_round_trip_and_bad_smoothing():
     for bad in (-0.1, 1.0):
         with pytest.raises(ValueError, match="label_smoothing must be in"):
             MaskedCrossEntropy(label_smoothing=bad)
+
+
+def test_the_metrics_honour_sample_weight():
+    import tensorflow as tf
+
+    from tfode.metrics import ExactMatch, MaskedTokenAccuracy
+
+    targets = tf.constant([[5, 6, 0], [7, 8, 9]])
+    guessed = tf.one_hot([[5, 6, 1], [7, 1, 9]], 10)  # the first sentence right, the second one token off
+    accuracy, exact = MaskedTokenAccuracy(), ExactMatch()
+    accuracy.update_state(targets, guessed, sample_weight=tf.constant([3.0, 1.0]))
+    exact.update_state(targets, guessed, sample_weight=tf.constant([3.0, 1.0]))
+    np.testing.assert_allclose(accuracy.result().numpy(), (3 * 2 + 2) / (3 * 2 + 3))
+    np.testing.assert_allclose(exact.result().numpy(), 3 / 4)
+    per_token = MaskedTokenAccuracy()
+    per_token.update_state(targets, guessed, sample_weight=tf.constant([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0]]))
+    assert per_token.result().numpy() == 1.0  # the wrong token weighs nothing
+    with pytest.raises(ValueError, match="one weight a sentence"):
+        ExactMatch().update_state(targets, guessed, sample_weight=tf.ones([2, 3]))
