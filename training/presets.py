@@ -67,9 +67,8 @@ DEFAULTS = dict(
 )
 
 PRESETS = {
-    # The README's main job: the built-in grammar, on a laptop CPU in a few minutes.
-    # Input-word deletion at 0.1 (a denoising autoencoder) makes 96.9 % of the points between two
-    # sentences grammatical (86-88 % without) and reconstructs as well (docs/interpolation-grammar.md).
+    # The README's main job: the built-in grammar in a few minutes on a laptop CPU; input-word
+    # deletion 0.1 for grammatical paths (docs/experiments.md).
     "synthetic": dict(
         data="synthetic", decoder="odernn", synthetic_size=30000, units=128, embedding_dim=64,
         field_type="gated", solver="euler", steps_per_unit=1.0, tied_embeddings=True,
@@ -81,16 +80,8 @@ PRESETS = {
         units=32, field_units=32, embedding_dim=16, synthetic_size=300, batch_size=32, epochs=2,
         vocab_size=500,
     ),
-    # Real text on a 2-core CPU, 30 minutes (docs/results.md). Against the latent paths of the
-    # plain autoencoder (docs/interpolation.md, docs/interpolation-noise-mmd.md,
-    # docs/experiments.md): input-word deletion, an MMD prior penalty and a variational latent
-    # cost reconstruction and made the paths no more gradual, and are off; decoder word dropout
-    # (0.25) made the ODE-RNN's paths more gradual and monotone at no loss of reconstruction, and is
-    # on for the autoregressive decoders (the trajectory decoder reads no previous words); on top of
-    # it, replacing 15 % of the encoder's input words by <unk>, fading to none over the last 30 %
-    # of training, made 93 % of the interior points fluent (80 % without) at 96.7 % token accuracy
-    # (constant blanking at 0.1: 91 % at 96.5 %, exact match 2 points lower), and is on for every
-    # decoder (the encoder is theirs in common; measured on the ODE-RNN).
+    # Real text on a 2-core CPU in 30 minutes (docs/results.md); decoder word dropout and fading
+    # encoder input blanking for fluent, gradual paths (docs/experiments.md).
     "tatoeba-cpu": dict(
         data="tatoeba", units=256, field_type="gated", batch_size=64, learning_rate=2e-3,
         steps_per_unit=1.0, epochs=100, time_budget=1800, vocab_size=20000, min_count=2,
