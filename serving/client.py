@@ -267,6 +267,20 @@ class TFServingClient:
         return {"sentences": [[_text(s) for s in row[:points]] for row in answer["sentences"]],
                 "codes": answer["codes"][:, :points]}
 
+    def decode_latent(self, latent) -> dict:
+        """The model's decodes of latent codes `[rows, units]` (the inverse of `encode`)."""
+        return self.predict("decode_latent", {"latent": np.asarray(latent, np.float32)})
+
+    def trajectory_latent(self, latent, times) -> dict:
+        """What the decoder holds at each of `times` while writing its decode of each code of
+        `latent` `[codes, units]`: arrays of `[codes, times, ...]`, as `trajectory`."""
+        latent = np.asarray(latent, np.float32)
+        times = np.asarray(times, dtype=np.float32).reshape(-1)
+        count = len(latent)
+        answer = self.predict("trajectory_latent", {"latent": np.repeat(latent, times.size, axis=0),
+                                                    "time": np.tile(times, count)})
+        return {key: value.reshape(count, times.size, *value.shape[1:]) for key, value in answer.items()}
+
     def trajectory(self, sentences, times) -> dict:
         """What the decoder holds at each of `times` for each sentence: arrays of
         `[sentences, times, ...]` (`state`, `top_k_ids`, `top_k_tokens`, `top_k_probabilities`).

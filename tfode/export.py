@@ -28,6 +28,13 @@ the graph; the vocabulary travels as an asset):
           top_k_tokens [batch, k] string, top_k_probabilities [batch, k] float32: what the
           decoder holds at time[i] while reconstructing sentences[i]
 
+  decode_latent             latent [batch, units] float32 (finite)
+        → sentences [batch] string, token_ids, scores [batch, steps], lengths [batch]: the
+          model's decode of any latent code (the inverse of `encode`)
+  trajectory_latent         latent [batch, units] float32, time [batch] float32 (finite, >= 0)
+        → state, top_k_ids, top_k_tokens, top_k_probabilities as `trajectory`: what the decoder
+          holds at time[i] while writing its own decode of latent[i]
+
 Every input and output of every signature is per row (its first dimension is the batch), so
 TF Serving's server-side batching can concatenate requests along dimension 0 and split the
 answers back. Bad input (an empty batch, an empty or over-long sentence, rows of different
@@ -56,7 +63,8 @@ from tfode.text import TextProcessor
 
 MAX_SENTENCE_BYTES = 1024
 TOP_K = 5
-SIGNATURES = ("serving_default", "decode", "encode", "interpolate", "path", "trajectory")
+SIGNATURES = ("serving_default", "decode", "encode", "interpolate", "path", "trajectory", "decode_latent",
+              "trajectory_latent")
 WARMUP_FILE = "tf_serving_warmup_requests"
 METADATA_FILE = "tfode.json"
 
@@ -212,6 +220,9 @@ class ServingModule(tf.Module):
             states, probabilities = self.model.trajectory(ids, distinct_times)
             at = tf.stack([sentence_index, time_index], axis=1)
             state, probabilities = tf.gather_nd(states, at), tf.gather_nd(probabilities, at)
+        return self._top_k(state, probabilities)
+
+    def _top_k(self, state, probabilities):
         top = tf.math.top_k(probabilities, k=TOP_K)
         return {
             "state": state,
@@ -219,6 +230,40 @@ class ServingModule(tf.Module):
             "top_k_tokens": self.text.tokens(top.indices),
             "top_k_probabilities": top.values,
         }
+
+    def _latent(self, latent):
+        checks = [tf.debugging.assert_greater(tf.shape(latent)[0], 0, message="latent: the batch is empty")]
+        with tf.control_dependencies(checks):
+            return tf.debugging.assert_all_finite(latent, "latent: every value must be finite")
+
+    def decode_latent(self, latent):
+        latent = self._latent(latent)
+        decoded = self.model.decode(latent, beam_width=self.beam_width)
+        return {
+            "sentences": self.text.decode(decoded.ids, decoded.lengths),
+            "token_ids": decoded.ids,
+            "scores": decoded.scores,
+            "lengths": decoded.lengths,
+        }
+
+    def trajectory_latent(self, latent, time):
+        latent = self._latent(latent)
+        checks = [tf.debugging.assert_equal(tf.size(time), tf.shape(latent)[0],
+                                            message="latent and time must have one row each")]
+        with tf.control_dependencies(checks):
+            time = tf.identity(time)
+        if isinstance(self.model.decoder.solver, solvers.AdaptiveSolver):  # each row alone, at its own time
+            def one_row(row):
+                states, probabilities = self.model.trajectory_at(row[0][None], row[1][None])
+                return states[0, 0], probabilities[0, 0]
+
+            state, probabilities = tf.map_fn(one_row, (latent, time), fn_output_signature=(tf.float32, tf.float32))
+        else:
+            distinct_times, time_index = tf.unique(time)
+            states, probabilities = self.model.trajectory_at(latent, distinct_times)
+            at = tf.stack([tf.range(tf.shape(latent)[0]), time_index], axis=1)
+            state, probabilities = tf.gather_nd(states, at), tf.gather_nd(probabilities, at)
+        return self._top_k(state, probabilities)
 
 
 def metadata(model: Seq2SeqODE, text: TextProcessor, beam_width: int, path_search: paths.PathSearch,
@@ -242,9 +287,9 @@ def metadata(model: Seq2SeqODE, text: TextProcessor, beam_width: int, path_searc
     }
 
 
-def warmup_requests(model_name: str):
+def warmup_requests(model_name: str, units: int):
     """One `PredictionLog` per signature, for `assets.extra/tf_serving_warmup_requests`: each of
-    several rows, so that warm-up also traces the batched shapes."""
+    several rows, so that warm-up also traces the batched shapes (`units`: the latent width)."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     examples = {
@@ -261,6 +306,8 @@ def warmup_requests(model_name: str):
                  "points": tf.constant([9, 5])},
         "trajectory": {"sentences": tf.constant(["i like your style ."] * 2 + ["you ."]),
                        "time": tf.constant([0.5, 1.0, 1.5])},
+        "decode_latent": {"latent": tf.zeros([2, units])},
+        "trajectory_latent": {"latent": tf.zeros([2, units]), "time": tf.constant([0.5, 2.0])},
     }
     for signature, inputs in examples.items():
         request = predict_pb2.PredictRequest(
@@ -332,6 +379,7 @@ def export_saved_model(
     model = rows_alone(model)
     with atomic.replacing(final) as temporary:
         module = ServingModule(model, text, beam_width, path_search, language_model)
+        latent = tf.TensorSpec([None, model.encoder.units], tf.float32, name="latent")
         signatures = {
             "serving_default": module.decode.get_concrete_function(),
             "decode": module.decode.get_concrete_function(),
@@ -339,9 +387,13 @@ def export_saved_model(
             "interpolate": module.interpolate.get_concrete_function(),
             "path": module.path.get_concrete_function(),
             "trajectory": module.trajectory.get_concrete_function(),
+            "decode_latent": tf.function(module.decode_latent, input_signature=[latent]).get_concrete_function(),
+            "trajectory_latent": tf.function(module.trajectory_latent, input_signature=[
+                latent, tf.TensorSpec([None], tf.float32, name="time")]).get_concrete_function(),
         }
         # Serving never differentiates a signature; TFP's solvers' gradients (traced for saving by
         # default) fail to trace for BDF inside the per-row loop of `rows_alone`.
+        assert set(signatures) == set(SIGNATURES)
         tf.saved_model.save(module, temporary, signatures=signatures,
                             options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
         extra = os.path.join(temporary, "assets.extra")
@@ -349,6 +401,6 @@ def export_saved_model(
         with open(os.path.join(extra, METADATA_FILE), "w") as handle:
             json.dump(metadata(model, text, beam_width, path_search, language_model), handle, indent=2)
         with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
-            for log in warmup_requests(model_name):
+            for log in warmup_requests(model_name, model.encoder.units):
                 writer.write(log.SerializeToString())
     return final

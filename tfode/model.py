@@ -164,7 +164,17 @@ class Seq2SeqODE(keras.Model):
         """What the decoder holds at any real times `[T]` (>= 0, token k at k·Δt) while
         reconstructing `tokens` `[batch, L]`: `(states [batch, T, state_units],
         probabilities [batch, T, vocab])`. The autoregressive decoders fold in the given tokens."""
-        h0 = self.encode(tokens)[0]
+        return self.trajectory_at(self.encode(tokens)[0], times, tokens)
+
+    def trajectory_at(self, h0, times, tokens=None):
+        """What the decoder holds at `times` `[T]` from the codes h(0) `[batch, units]`:
+        `(states [batch, T, state_units], probabilities [batch, T, vocab])`. The autoregressive
+        decoders fold in `tokens` `[batch, L]`, by default the greedy decode of h(0) (what the
+        model itself would write from that code)."""
+        if tokens is None:
+            decoded = self.decode(h0)
+            kept = tf.sequence_mask(decoded.lengths, tf.shape(decoded.ids)[1])
+            tokens = tf.where(kept, decoded.ids, 0)
         states, logits = self.decoder.states_at(h0, times, prepend_bos(tokens))
         return states, tf.nn.softmax(logits)
 

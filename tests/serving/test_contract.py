@@ -248,3 +248,11 @@ def test_server_help_lists_the_flags_without_loading_tensorflow():
                              "server.build_parser().format_help(); print('tensorflow' in sys.modules)"],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert answer.stdout.strip() == "False", answer.stderr
+
+
+def test_the_latent_signatures_through_the_client(served):
+    client = TFServingClient(served.grpc, MODEL_NAME)
+    latent = client.encode(["he has a red car ."])["latent"]
+    assert client.decode_latent(latent)["sentences"][0] == b"he has a red car ."
+    along = client.trajectory_latent(latent, [0.5, 1.0])
+    assert along["top_k_tokens"].shape == (1, 2, 5) and along["top_k_tokens"][0, 1, 0] == b"he"

@@ -92,6 +92,8 @@ def test_every_signature_is_batchable_along_dimension_zero(loaded):
         "interpolate": {"sentence_a": ["i like it ."] * 2, "sentence_b": ["the cat sat ."] * 2,
                         "alpha": np.float32([0.25, 1.0]), "mode": ["slerp", "linear"]},
         "trajectory": {"sentences": ["i like it ."], "time": np.float32([0.75])},
+        "decode_latent": {"latent": np.float32(np.linspace(-1, 1, 64).reshape(2, 32))},
+        "trajectory_latent": {"latent": np.float32(np.linspace(-1, 1, 32).reshape(1, 32)), "time": np.float32([1.5])},
     }
     second = {
         "decode": {"sentences": ["the cat sat on the mat .", "a b c d e f g h ."]},
@@ -99,8 +101,10 @@ def test_every_signature_is_batchable_along_dimension_zero(loaded):
         "interpolate": {"sentence_a": ["you ."], "sentence_b": ["i like your style ."],
                         "alpha": np.float32([0.5]), "mode": ["linear"]},
         "trajectory": {"sentences": ["the cat sat .", "i like it ."], "time": np.float32([2.0, 0.25])},
+        "decode_latent": {"latent": np.float32(np.linspace(1, -1, 32).reshape(1, 32))},
+        "trajectory_latent": {"latent": np.float32(np.linspace(0, 1, 64).reshape(2, 32)), "time": np.float32([0.5, 3.0])},
     }
-    for name in ("serving_default", "decode", "encode", "interpolate", "trajectory"):
+    for name in ("serving_default", "decode", "encode", "interpolate", "trajectory", "decode_latent", "trajectory_latent"):
         key = "decode" if name == "serving_default" else name
         signature = loaded.signatures[name]
         separate = [signature(**{k: tf.constant(v) for k, v in request[key].items()}) for request in (first, second)]
@@ -223,3 +227,28 @@ def test_saved_model_cli_lists_the_signatures(exported):
                     "inputs['time'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1)",
                     "inputs['sentences'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)"):
         assert snippet in result.stdout
+
+
+def test_the_latent_signatures_invert_encode_and_follow_any_code(exported, loaded):
+    model = exported[0]
+    sentences = tf.constant(["the cat sat on the mat .", "i like your style ."])
+    latent = loaded.signatures["encode"](sentences=sentences)["latent"]
+    from_code = loaded.signatures["decode_latent"](latent=latent)
+    np.testing.assert_array_equal(from_code["sentences"].numpy(),
+                                  loaded.signatures["decode"](sentences=sentences)["sentences"].numpy())
+    # Any code, not only an encoder's: the midpoint of the two.
+    middle = (latent[:1] + latent[1:]) / 2
+    decoded = model.decode(middle)
+    np.testing.assert_array_equal(loaded.signatures["decode_latent"](latent=middle)["token_ids"].numpy(),
+                                  decoded.ids.numpy())
+    times = tf.constant([0.5, 2.25])
+    along = loaded.signatures["trajectory_latent"](latent=latent, time=times)
+    expected = loaded.signatures["trajectory"](sentences=sentences, time=times)  # a trajectory decoder reads no words
+    np.testing.assert_allclose(along["state"].numpy(), expected["state"].numpy(), atol=1e-5)
+    np.testing.assert_array_equal(along["top_k_ids"].numpy(), expected["top_k_ids"].numpy())
+    for inputs, message in (({"latent": tf.fill([1, latent.shape[1]], np.nan)}, "finite"),
+                            ({"latent": tf.zeros([0, latent.shape[1]])}, "batch is empty")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            loaded.signatures["decode_latent"](**inputs)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="one row each"):
+        loaded.signatures["trajectory_latent"](latent=latent, time=tf.constant([1.0]))
