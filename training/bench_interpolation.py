@@ -28,6 +28,7 @@ import training  # noqa: F401  (sets the Keras backend before Keras loads)
 from training.bench_quality import DEFAULT_DATA, measured_on, relative_command, relative_path
 from training.cli import HelpFormatter
 from training.rundir import read_config
+from training import rundir
 
 FIGURES = ("fluent", "grammatical", "new", "real", "gradual", "smooth", "smooth_bound", "monotone", "distinct",
            "endpoints", "seconds_per_path")
@@ -199,7 +200,7 @@ def main(argv=None) -> int:
         if args.searches and args.points > MAX_POINTS:
             raise ValueError(f"A searched path has at most {MAX_POINTS} points; lower --points.")
         for _, run_dir in runs:
-            if not os.path.exists(os.path.join(run_dir, "config.json")):
+            if not os.path.exists(rundir.path(run_dir, rundir.CONFIG_FILE)):
                 raise ValueError(f"{run_dir} is not a training run: config.json is missing.")
             if args.beam_width > 1 and read_config(run_dir).get("decoder") == "trajectory":
                 raise ValueError(f"{run_dir} has the non-autoregressive trajectory decoder: it has no beam "

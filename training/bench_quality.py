@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import training  # noqa: F401  (sets the Keras backend before Keras loads)
 from training.cli import HelpFormatter
+from training import rundir
 
 DEFAULT_DATA = os.path.join("..", "shared", "data", "fra-eng-dev.zip")
 
@@ -207,7 +208,7 @@ def write_results(path, results, command, lines):
     best = max(ode, key=lambda r: r["greedy"]["token_accuracy"]) if ode else None
     pictures = []
     if best:
-        report_dir = os.path.join(best["greedy"]["run_dir"], "report")
+        report_dir = rundir.path(best["greedy"]["run_dir"], rundir.REPORT)
         for name in sorted(os.listdir(report_dir)):
             if name.endswith(".png"):
                 shutil.copy(os.path.join(report_dir, name), os.path.join(pictures_dir, name))

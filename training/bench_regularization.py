@@ -23,6 +23,7 @@ import sys
 import training  # noqa: F401  (sets the Keras backend before Keras loads)
 from training.bench_quality import DEFAULT_DATA, data_missing, measured_on, relative_command, settings_line
 from training.cli import HelpFormatter
+from training import rundir
 
 SETTINGS = ("none", "kinetic", "jacobian", "both")
 
@@ -58,7 +59,7 @@ def run_one(setting, args):
         shutil.rmtree(run_dir)
     train.prepare_run_dir(run_dir, config, overwrite=False)
     summary = train.train(config, run_dir, verbose=2)
-    nfe = [value for _, value in callbacks.read_nfe_log(os.path.join(run_dir, "nfe.csv"))]
+    nfe = [value for _, value in callbacks.read_nfe_log(rundir.path(run_dir, rundir.NFE_FILE))]
     quarter = max(1, len(nfe) // 4)
     metrics = evaluate.evaluate_in_subprocess(run_dir, limit=args.limit, beam_width=1)
     return {

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from training.rundir import save_model_atomically
+from training import rundir
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
@@ -34,11 +35,11 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             return  # never checkpoint a diverged model
         if self.divergence is not None and self.divergence.reason:
             return
-        save_model_atomically(self.model, os.path.join(self.directory, "last.keras"))
+        save_model_atomically(self.model, os.path.join(self.directory, rundir.LAST_CHECKPOINT))
         value = logs.get(self.monitor)
         if value is not None and value < self.best:
             self.best = value
-            save_model_atomically(self.model, os.path.join(self.directory, "best.keras"))
+            save_model_atomically(self.model, os.path.join(self.directory, rundir.BEST_CHECKPOINT))
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import training  # noqa: F401  (sets the Keras backend before Keras loads)
 from training.data import DataError
 from training.rundir import RunError
+from training import rundir
 
 FRACTIONS = [0.0, 0.25, 0.5, 0.75, 1.0]
 
@@ -163,7 +164,7 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
         ],
     }
 
-    report_dir = report_dir or os.path.join(run_dir, "report")
+    report_dir = report_dir or rundir.path(run_dir, rundir.REPORT)
     os.makedirs(report_dir, exist_ok=True)
     pictures = []
     span = model.decoder.time_span
@@ -327,7 +328,7 @@ def main(argv=None) -> int:
     if args.metrics_out:
         with open(args.metrics_out, "w") as handle:
             json.dump(metrics, handle, default=lambda value: value.item())  # NumPy scalars
-    print_metrics(metrics, args.report_dir or os.path.join(args.run_dir, "report"))
+    print_metrics(metrics, args.report_dir or rundir.path(args.run_dir, rundir.REPORT))
     return 0
 
 

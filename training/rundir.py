@@ -8,6 +8,10 @@
     RUN_DIR/checkpoints/       last.keras and best.keras, each written atomically
     RUN_DIR/backup/            BackupAndRestore state while a run is unfinished
     RUN_DIR/history.csv, logs/ CSVLogger and TensorBoard
+    RUN_DIR/nfe.csv            vector-field evaluations per step (ODE decoders)
+    RUN_DIR/report/            what `training.evaluate` writes
+
+Every name is defined here once; the commands ask for paths through `path(run_dir, NAME)`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,19 @@ import os
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
 LANGUAGE_MODEL_FILE = "language_model.keras"
+CHECKPOINTS = "checkpoints"
+LAST_CHECKPOINT = "last.keras"
+BEST_CHECKPOINT = "best.keras"
+BACKUP = "backup"
+HISTORY_FILE = "history.csv"
+LOGS = "logs"
+NFE_FILE = "nfe.csv"
+REPORT = "report"
+
+
+def path(run_dir: str, *names: str) -> str:
+    """`run_dir/names…`, for the names above."""
+    return os.path.join(run_dir, *names)
 
 
 class RunError(ValueError):
@@ -59,8 +76,8 @@ def load_run(run_dir: str, model_file: str | None = None):
     text = TextProcessor.load(run_dir)
     candidates = [model_file] if model_file else [
         os.path.join(run_dir, MODEL_FILE),
-        os.path.join(run_dir, "checkpoints", "best.keras"),
-        os.path.join(run_dir, "checkpoints", "last.keras"),
+        os.path.join(run_dir, CHECKPOINTS, BEST_CHECKPOINT),
+        os.path.join(run_dir, CHECKPOINTS, LAST_CHECKPOINT),
     ]
     for path in candidates:
         if path and os.path.exists(path):

@@ -25,6 +25,7 @@ import training  # noqa: F401  (sets the Keras backend before Keras loads)
 from training import builder, presets
 from training.data import DataError
 from training.rundir import CONFIG_FILE, MODEL_FILE, RunError, read_config, write_json_atomically
+from training import rundir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,9 +148,10 @@ def prepare_data(config: dict, run_dir: str, batch: int):
     smaller is loaded, deduplicated and split in memory. The vocabulary of an unfinished run is
     reused."""
     import tfode
+    from tfode.text import VOCABULARY_FILE
     from training import data, pipeline, streaming
 
-    vocabulary_saved = os.path.exists(os.path.join(run_dir, "vocab.txt"))
+    vocabulary_saved = os.path.exists(os.path.join(run_dir, VOCABULARY_FILE))
     if streaming.is_large(config["data"]):
         path, words = config["data"], (config["min_words"], config["max_words"])
         scan = streaming.scan(path, *words)
@@ -231,18 +233,18 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), stra
     divergence = callbacks.StopOnDivergence(max_nfe=config["max_nfe"])
     callback_list = [
         callbacks.AtomicBackupAndRestore(
-            os.path.join(run_dir, "backup"), save_freq=max(1, steps_per_epoch // 4), double_checkpoint=True
+            rundir.path(run_dir, rundir.BACKUP), save_freq=max(1, steps_per_epoch // 4), double_checkpoint=True
         ),
-        callbacks.AtomicCheckpoint(os.path.join(run_dir, "checkpoints"), divergence=divergence),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
-        keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
+        callbacks.AtomicCheckpoint(rundir.path(run_dir, rundir.CHECKPOINTS), divergence=divergence),
+        keras.callbacks.TensorBoard(rundir.path(run_dir, rundir.LOGS)),
+        keras.callbacks.CSVLogger(rundir.path(run_dir, rundir.HISTORY_FILE), append=True),
         keras.callbacks.EarlyStopping(patience=config["patience"], restore_best_weights=True),
         learning_rate_schedule(config, steps_per_epoch),
         keras.callbacks.TerminateOnNaN(),
         divergence,
     ]
     if model.is_ode:
-        callback_list.append(callbacks.NFELog(os.path.join(run_dir, "nfe.csv")))
+        callback_list.append(callbacks.NFELog(rundir.path(run_dir, rundir.NFE_FILE)))
     if config["variational"] and config["kl_weight"] > 0:
         callback_list.append(callbacks.KLAnnealing(config["kl_weight"], steps_per_epoch))
     if config["scheduled_sampling"]:
@@ -271,7 +273,7 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), stra
     )
     seconds = time.monotonic() - started
     if divergence.reason:
-        last_good = os.path.join(run_dir, "checkpoints", "last.keras")
+        last_good = rundir.path(run_dir, rundir.CHECKPOINTS, rundir.LAST_CHECKPOINT)
         raise RunError(
             f"Training stopped: {divergence.reason}. "
             + (f"The last good checkpoint (end of the last finite epoch) is {last_good}."
