@@ -219,7 +219,8 @@ def predict(models: Models, limits: Limits, target: Target, decode_inputs, *,
         if metrics is not None and "nfe" in outputs and np.size(outputs["nfe"]):
             metrics.solver_evaluations(target.model_name, np.max(outputs["nfe"]))
         if output_filter:
-            outputs = {key: value for key, value in outputs.items() if key in set(output_filter)}
+            wanted = set(output_filter)
+            outputs = {key: value for key, value in outputs.items() if key in wanted}
         return loaded.version, outputs
     except ServingError as error:
         status = error.code
