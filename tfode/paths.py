@@ -95,7 +95,7 @@ class PathSearch:
                  radii=(0.1, 0.2, 0.35), fixed_points: bool = False, detour_weight: float = 1.0,
                  confidence_weight: float = 1.0, fluency_weight: float = 1.0, fluent_only: bool = True,
                  step_exponent: float = 2.0, length_weight: float = 0.0, seed: int = 0,
-                 refinement=CodeRefinement(), refined_line: bool = False):
+                 refinement=None, refined_line: bool = False):
         if mode not in interpolation.MODES:
             raise ValueError(f"mode must be one of {interpolation.MODES}, got {mode!r}.")
         if int(grid) < 2:
@@ -320,10 +320,11 @@ class PathSearch:
 
 # The searches a benchmark or a user names: the product's path and the baselines it is measured
 # against (placement on a fine grid of the line; the same keeping only fluent sentences).
+REFINED = {"refinement": CodeRefinement().get_config()}  # the ends the product's searches refine
 SEARCHES = {
-    "placement": dict(grid=64, directions=0, fluency_weight=0.0, fluent_only=False),
-    "line": dict(grid=64, directions=0),
-    "path": dict(),
+    "placement": dict(grid=64, directions=0, fluency_weight=0.0, fluent_only=False, **REFINED),
+    "line": dict(grid=64, directions=0, **REFINED),
+    "path": dict(**REFINED),
 }
 
 

@@ -89,7 +89,7 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
     """Evaluates the run on `split`; `judge` (a `reference_lm.FluencyJudge`, optional) adds the
     share of fluent interpolants. Between two sentences it measures the linear and slerp paths
     (also on a `grid_points`-point line) and the model's `path` with each `name: tfode.PathSearch` of
-    `searches` (default: `{"path": PathSearch()}`), asking the run's language model when it has
+    `searches` (default: `{"path": search_from_name("path")}`, the product's search), asking the run's language model when it has
     one (`training.fit_language_model`)."""
     import numpy as np
     import tensorflow as tf
@@ -217,9 +217,9 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
     examples = {}
     accepts = grammar.accepts if config["data"] == "synthetic" and not data else None
     corpus = {s.decode("utf-8") for s in text.decode(text.encode(all_sentences).ids).numpy()}
-    from tfode.paths import PathSearch
+    from tfode.paths import search_from_name
 
-    searches = {"path": PathSearch()} if searches is None else searches
+    searches = {"path": search_from_name("path")} if searches is None else searches
     measured = latent_paths.measure(model, text, sentences, corpus, interpolation_pairs, interpolation_steps,
                                     seed, fluent=judge, accepts=accepts, beam_width=beam_width, grid=grid_points,
                                     searches=searches, language_model=language_model)

@@ -65,7 +65,7 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     from tfode.export import ExportError, export_saved_model
-    from tfode.paths import PathSearch
+    from tfode.paths import PathSearch, search_from_name
     from tfode.solvers import AdaptiveSolver
     from training import builder
     from training.rundir import load_language_model, load_run
@@ -79,9 +79,9 @@ def main(argv=None) -> int:
                 args.solver, **{key: value for key, value in given.items() if value is not None}
             )
             model = model.with_solver(solver)
-        search = PathSearch()
+        search = search_from_name("path")  # the product's search: refined ends
         if isinstance(model.decoder.solver, AdaptiveSolver):  # no gradient through it row by row
-            search = PathSearch(refinement=None)
+            search = PathSearch(**{**search.get_config(), "refinement": None})
             print(f"note: the path signature's ends are the encoder's codes, unrefined: the "
                   f"{model.decoder.solver.name} solver cannot be differentiated row by row")
         path = export_saved_model(model, text, args.export_base, args.model_name, args.version,

@@ -206,7 +206,10 @@ def test_searches_are_named_or_given_as_settings(tmp_path, capsys):
     from training import bench_interpolation
 
     searches = bench_interpolation.named_searches(["path", 'wide={"grid": 8, "directions": 2}'])
-    assert searches["path"].get_config() == __import__("tfode").PathSearch().get_config()
+    from tfode.paths import search_from_name
+
+    assert searches["path"].get_config() == search_from_name("path").get_config()
+    assert searches["path"].refinement is not None  # the product's search refines its ends
     assert searches["wide"].grid == 8 and searches["wide"].directions == 2
     for bad in (["no-such-search"], ['x={"grid": 1}'], ["x={grid"], ['x={"colour": 1}']):
         assert bench_interpolation.main(["--train", "a=", "--searches", *bad, "--out-dir", str(tmp_path / "runs"),
