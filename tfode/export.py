@@ -205,12 +205,7 @@ class ServingModule(tf.Module):
             # An adaptive solver's steps may depend on which times it is asked for (BDF lands on
             # each): each row is solved alone, at its own time only.
             ids, _ = self._encode_text(sentences)
-
-            def one_row(row):
-                states, probabilities = self.model.trajectory(row[0][None], row[1][None])
-                return states[0, 0], probabilities[0, 0]
-
-            state, probabilities = tf.map_fn(one_row, (ids, time), fn_output_signature=(tf.float32, tf.float32))
+            state, probabilities = self._each_row_at_its_time(self.model.encode(ids)[0], time, ids)
         else:
             # Each distinct sentence is decoded once, at each distinct time asked of any row (a
             # fixed grid's states at a time never depend on the other times asked).
@@ -221,6 +216,18 @@ class ServingModule(tf.Module):
             at = tf.stack([sentence_index, time_index], axis=1)
             state, probabilities = tf.gather_nd(states, at), tf.gather_nd(probabilities, at)
         return self._top_k(state, probabilities)
+
+    def _each_row_at_its_time(self, h0, time, tokens=None):
+        """`(state [batch, units], probabilities [batch, vocab])` of each code of h0 `[batch,
+        units]` alone at its own `time` `[batch]` (reading its row of `tokens`, when given)."""
+        rows = (h0, time) if tokens is None else (h0, time, tokens)
+
+        def one_row(row):
+            states, probabilities = self.model.trajectory_at(
+                row[0][None], row[1][None], None if tokens is None else row[2][None])
+            return states[0, 0], probabilities[0, 0]
+
+        return tf.map_fn(one_row, rows, fn_output_signature=(tf.float32, tf.float32))
 
     def _top_k(self, state, probabilities):
         top = tf.math.top_k(probabilities, k=TOP_K)
@@ -253,11 +260,7 @@ class ServingModule(tf.Module):
         with tf.control_dependencies(checks):
             time = tf.identity(time)
         if isinstance(self.model.decoder.solver, solvers.AdaptiveSolver):  # each row alone, at its own time
-            def one_row(row):
-                states, probabilities = self.model.trajectory_at(row[0][None], row[1][None])
-                return states[0, 0], probabilities[0, 0]
-
-            state, probabilities = tf.map_fn(one_row, (latent, time), fn_output_signature=(tf.float32, tf.float32))
+            state, probabilities = self._each_row_at_its_time(latent, time)
         else:
             distinct_times, time_index = tf.unique(time)
             states, probabilities = self.model.trajectory_at(latent, distinct_times)
