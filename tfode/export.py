@@ -119,13 +119,16 @@ class ServingModule(tf.Module):
     def decode(self, sentences):
         ids, truncated = self._encode_text(sentences)
         decoded = self.model.reconstruct(ids, beam_width=self.beam_width)
+        return {**self._sentences(decoded), "truncated": truncated,
+                "nfe": tf.fill(tf.shape(decoded.lengths), tf.cast(decoded.nfe, tf.int32))}
+
+    def _sentences(self, decoded):
+        """The outputs every decoding signature gives: its text, ids, scores and lengths."""
         return {
             "sentences": self.text.decode(decoded.ids, decoded.lengths),
             "token_ids": decoded.ids,
             "scores": decoded.scores,
             "lengths": decoded.lengths,
-            "truncated": truncated,
-            "nfe": tf.fill(tf.shape(decoded.lengths), tf.cast(decoded.nfe, tf.int32)),
         }
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
@@ -245,13 +248,7 @@ class ServingModule(tf.Module):
 
     def decode_latent(self, latent):
         latent = self._latent(latent)
-        decoded = self.model.decode(latent, beam_width=self.beam_width)
-        return {
-            "sentences": self.text.decode(decoded.ids, decoded.lengths),
-            "token_ids": decoded.ids,
-            "scores": decoded.scores,
-            "lengths": decoded.lengths,
-        }
+        return self._sentences(self.model.decode(latent, beam_width=self.beam_width))
 
     def trajectory_latent(self, latent, time):
         latent = self._latent(latent)
