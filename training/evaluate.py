@@ -13,12 +13,12 @@ import argparse
 import json
 import os
 import sys
-from typing import NamedTuple
 
 import training  # noqa: F401  (sets the Keras backend before Keras loads)
 from training.data import DataError
 from training.rundir import RunError
 from training import rundir
+from training.run_data import run_sentences
 
 FRACTIONS = [0.0, 0.25, 0.5, 0.75, 1.0]
 
@@ -54,29 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class EvaluationData(NamedTuple):
-    sentences: list[str]  # the sentences evaluated
-    source: str
-    corpus: list[str]  # every sentence of the data
-    train: list[str]  # its training split
-
-
-def evaluation_data(config, data, split) -> EvaluationData:
-    from training import data as loaders
-    from training import pipeline, streaming
-
-    source = data or config["data"]
-    if streaming.is_large(source):  # split as training split it (training/streaming.py)
-        splits = streaming.load_splits(source, config["min_words"], config["max_words"])
-        every = splits.train + splits.validation + splits.test
-        chosen = list(dict.fromkeys(every)) if split == "all" else getattr(splits, split)
-        return EvaluationData(chosen, source, every, splits.train)
-    loaded = loaders.load_sentences(data or config["data"], config["synthetic_size"], config["seed"])
-    splits = pipeline.prepare(loaded.sentences, config["min_words"], config["max_words"])
-    chosen = list(dict.fromkeys(loaded.sentences)) if split == "all" else getattr(splits, split)
-    return EvaluationData(chosen, loaded.source, loaded.sentences, splits.train)
-
-
 def batches(ids, lengths, batch_size):
     for start in range(0, len(ids), batch_size):
         width = max(1, int(lengths[start : start + batch_size].max()))
@@ -108,7 +85,7 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
                               input_signature=[tokens_spec])
     trajectory = tf.function(lambda tokens, times: model.trajectory(tokens, times),
                              input_signature=[tokens_spec, tf.TensorSpec([None], tf.float32)])
-    sentences, source, all_sentences, _ = evaluation_data(config, data, split)
+    sentences, source, all_sentences, _ = run_sentences(config, data, split)
     if limit and limit < len(sentences):  # a seeded sample: files often list sentences shortest first
         keep = np.sort(np.random.default_rng(seed).permutation(len(sentences))[:limit])
         sentences = [sentences[i] for i in keep]
@@ -283,8 +260,8 @@ def fluency_judge(run_dir, data=None, cache_dir=None):
     from training.rundir import read_config
 
     config = read_config(run_dir)
-    train_split = evaluation_data(config, data, "train")
-    validation = evaluation_data(config, data, "validation").sentences
+    train_split = run_sentences(config, data, "train")
+    validation = run_sentences(config, data, "validation").sentences
     lm = reference_lm.ReferenceLM.fit_or_load(train_split.sentences, cache_dir or reference_lm.default_cache_dir())
     printed = [s.decode("utf-8") for s in lm.text.decode(lm.text.encode(validation).ids).numpy()]
     return reference_lm.FluencyJudge(lm, printed)

@@ -32,13 +32,13 @@ def fit(run_dir: str, epochs: int = 3, units: int = 256, embedding_dim: int = 64
     from tfode.losses import MaskedCrossEntropy
     from tfode.text import TextProcessor
     from tfode.tokens import append_eos
-    from training.evaluate import evaluation_data
+    from training.run_data import run_sentences
     from training.rundir import LANGUAGE_MODEL_FILE, read_config, save_model_atomically
 
     config = read_config(run_dir)
     text = TextProcessor.load(run_dir)
-    train = evaluation_data(config, None, "train").sentences
-    validation = evaluation_data(config, None, "validation").sentences
+    train = run_sentences(config, None, "train").sentences
+    validation = run_sentences(config, None, "validation").sentences
     if not train or not validation:
         raise DataError(f"{run_dir}'s data has no training or validation sentences.")
     keras.utils.set_random_seed(seed)
