@@ -1,13 +1,14 @@
 """The serving signatures and the atomic SavedModel writer.
 
 `export_saved_model(model, text, export_base, model_name, version)` writes
-`export_base/model_name/version/`, the layout TF Serving watches, with tag `serve` and four
+`export_base/model_name/version/`, the layout TF Serving watches, with tag `serve` and these
 signatures over raw UTF-8 strings (normalisation, tokenisation and vocabulary lookup run inside
 the graph; the vocabulary travels as an asset):
 
   serving_default, decode   sentences [batch] string
         → sentences [batch] string, token_ids [batch, steps] int32,
           scores [batch, steps] float32 (log-probabilities), lengths [batch] int32,
+          token_times [batch, steps] float32 (the time t_k = k·Δt each token is read at),
           truncated [batch] bool (the input had more than max_length tokens and was cut),
           nfe [batch] int32 (vector-field evaluations the solver spent on the batch the row was
           decoded in: the same for every row of a run, so not a property of the row alone)
@@ -15,8 +16,9 @@ the graph; the vocabulary travels as an asset):
         → latent, mean, log_variance [batch, units] float32, truncated [batch] bool
   interpolate               sentence_a [batch], sentence_b [batch] string, alpha [batch] float32
                             (0 … 1), mode [batch] string ("linear" | "slerp")
-        → sentence [batch] string: row i is the point alpha[i] of the latent path from
-          sentence_a[i] to sentence_b[i]; a path of K points is K rows
+        → sentence [batch] string, code [batch, units] float32: row i is the point alpha[i] of
+          the latent path from sentence_a[i] to sentence_b[i] and its code; a path of K points
+          is K rows
   path                      sentence_a [batch], sentence_b [batch] string, points [batch] int32
                             (2 … paths.MAX_POINTS)
         → sentences [batch, P] string, codes [batch, P, units] float32: the product's path
@@ -29,11 +31,23 @@ the graph; the vocabulary travels as an asset):
           decoder holds at time[i] while reconstructing sentences[i]
 
   decode_latent             latent [batch, units] float32 (finite)
-        → sentences [batch] string, token_ids, scores [batch, steps], lengths [batch]: the
-          model's decode of any latent code (the inverse of `encode`)
+        → sentences [batch] string, token_ids, scores, token_times [batch, steps], lengths
+          [batch]: the model's decode of any latent code (the inverse of `encode`)
   trajectory_latent         latent [batch, units] float32, time [batch] float32 (finite, >= 0)
         → state, top_k_ids, top_k_tokens, top_k_probabilities as `trajectory`: what the decoder
           holds at time[i] while writing its own decode of latent[i]
+
+With landmark sentences (`training.export` gives the run's test split), a `LatentMap` (a 2-D
+principal-component plane fitted on their codes) adds:
+
+  landmarks                 count [batch] int32 (>= 1)
+        → sentences [batch, M] string, points [batch, M, 2] float32: the first count[i]
+          landmark sentences and their places on the map, M = min(largest count, landmarks
+          held); a row asking fewer is padded with "" and zeros
+  locate                    codes [batch, units] float32 (finite; a code, or a decoder state
+                            h(t) cut to its first `units` values)
+        → points [batch, 2] float32 (the code on the map), neighbours [batch, K] string and
+          distances [batch, K] float32: the K nearest landmarks in the latent space
 
 Every input and output of every signature is per row (its first dimension is the batch), so
 TF Serving's server-side batching can concatenate requests along dimension 0 and split the
@@ -55,16 +69,19 @@ import time
 import types
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfode.model import Seq2SeqODE
 from tfode import atomic, paths, solvers
+from tfode.latent_map import NEIGHBOURS, LatentMap
 from tfode.text import TextProcessor
 
 MAX_SENTENCE_BYTES = 1024
 TOP_K = 5
 SIGNATURES = ("serving_default", "decode", "encode", "interpolate", "path", "trajectory", "decode_latent",
               "trajectory_latent")
+MAP_SIGNATURES = ("landmarks", "locate")  # only in an export given landmark sentences
 WARMUP_FILE = "tf_serving_warmup_requests"
 METADATA_FILE = "tfode.json"
 
@@ -77,7 +94,8 @@ class ServingModule(tf.Module):
     """The model and its text pipeline behind string-in, string-out tf.functions."""
 
     def __init__(self, model: Seq2SeqODE, text: TextProcessor, beam_width: int = 1,
-                 path_search: paths.PathSearch | None = None, language_model=None):
+                 path_search: paths.PathSearch | None = None, language_model=None,
+                 latent_map: LatentMap | None = None):
         super().__init__(name="tfode_serving")
         # Keras 3 variables wrap tf.Variables, and saving both gives each weight two handles
         # in the exported graph: the TF1 session loader (TF Serving's path) then restores one
@@ -91,6 +109,7 @@ class ServingModule(tf.Module):
         self.text = text
         self.beam_width = beam_width
         self.path_search = path_search or paths.PathSearch()
+        self.latent_map = latent_map
 
     @property
     def model(self) -> Seq2SeqODE:
@@ -129,6 +148,8 @@ class ServingModule(tf.Module):
             "token_ids": decoded.ids,
             "scores": decoded.scores,
             "lengths": decoded.lengths,
+            "token_times": tf.broadcast_to(self.model.decoder.token_times(tf.shape(decoded.ids)[1])[None],
+                                           tf.shape(decoded.scores)),
         }
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
@@ -147,8 +168,9 @@ class ServingModule(tf.Module):
     )
     def interpolate(self, sentence_a, sentence_b, alpha, mode):
         ids_a, ids_b = self._encode_pair(sentence_a, sentence_b, {"alpha": alpha, "mode": mode}, alpha)
-        decoded = self.model.interpolant(ids_a, ids_b, alpha, mode, beam_width=self.beam_width)
-        return {"sentence": self.text.decode(decoded.ids, decoded.lengths)}
+        code = self.model.latent_point(ids_a, ids_b, alpha, mode)
+        decoded = self.model.decode(code, beam_width=self.beam_width)
+        return {"sentence": self.text.decode(decoded.ids, decoded.lengths), "code": code}
 
     @tf.function(
         input_signature=[
@@ -241,10 +263,10 @@ class ServingModule(tf.Module):
             "top_k_probabilities": top.values,
         }
 
-    def _latent(self, latent):
-        checks = [tf.debugging.assert_greater(tf.shape(latent)[0], 0, message="latent: the batch is empty")]
+    def _latent(self, latent, name="latent"):
+        checks = [tf.debugging.assert_greater(tf.shape(latent)[0], 0, message=f"{name}: the batch is empty")]
         with tf.control_dependencies(checks):
-            return tf.debugging.assert_all_finite(latent, "latent: every value must be finite")
+            return tf.debugging.assert_all_finite(latent, f"{name}: every value must be finite")
 
     def decode_latent(self, latent):
         latent = self._latent(latent)
@@ -266,8 +288,24 @@ class ServingModule(tf.Module):
         return self._top_k(state, probabilities)
 
 
+    def landmarks(self, count):
+        checks = [tf.debugging.assert_greater(tf.size(count), 0, message="count: the batch is empty"),
+                  tf.debugging.assert_positive(count, message="count must be at least 1 in every row")]
+        with tf.control_dependencies(checks):
+            sentences, points = self.latent_map.landmarks(tf.reduce_max(count))
+        width = tf.shape(sentences)[0]
+        kept = tf.range(width)[None] < count[:, None]  # [batch, M]: a row asking fewer is padded
+        return {"sentences": tf.where(kept, sentences[None], ""),
+                "points": tf.where(kept[..., None], points[None], 0.0)}
+
+    def locate(self, codes):
+        codes = self._latent(codes, "codes")
+        neighbours, distances = self.latent_map.nearest(codes)
+        return {"points": self.latent_map.project(codes), "neighbours": neighbours, "distances": distances}
+
+
 def metadata(model: Seq2SeqODE, text: TextProcessor, beam_width: int, path_search: paths.PathSearch,
-             language_model=None) -> dict:
+             language_model=None, latent_map: LatentMap | None = None) -> dict:
     return {
         "model": keras.saving.serialize_keras_object(model),
         "path_search": path_search.get_config(),
@@ -281,19 +319,24 @@ def metadata(model: Seq2SeqODE, text: TextProcessor, beam_width: int, path_searc
             "max_sentence_bytes": MAX_SENTENCE_BYTES,
             "top_k": TOP_K,
             "max_path_points": paths.MAX_POINTS,
+            "neighbours": NEIGHBOURS,
         },
+        "landmarks": 0 if latent_map is None else len(latent_map.sentences),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "tensorflow": tf.__version__,
     }
 
 
-def warmup_requests(model_name: str, units: int):
-    """One `PredictionLog` per signature, for `assets.extra/tf_serving_warmup_requests`: each of
-    several rows, so that warm-up also traces the batched shapes (`units`: the latent width)."""
+def warmup_requests(model_name: str, units: int, signatures=SIGNATURES):
+    """One `PredictionLog` per signature of `signatures`, for
+    `assets.extra/tf_serving_warmup_requests`: each of several rows, so that warm-up also traces
+    the batched shapes (`units`: the latent width). Every signature name is warmed, aliases
+    included: the session prepares each signature's subgraph at its first call."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     examples = {
         "serving_default": {"sentences": tf.constant(["i like your style .", "the cat sat on the mat ."])},
+        "decode": {"sentences": tf.constant(["i like your style .", "the cat sat on the mat ."])},
         "encode": {"sentences": tf.constant(["i like your style .", "you ."])},
         "interpolate": {
             "sentence_a": tf.constant(["i like your style ."] * 3),
@@ -308,14 +351,31 @@ def warmup_requests(model_name: str, units: int):
                        "time": tf.constant([0.5, 1.0, 1.5])},
         "decode_latent": {"latent": tf.zeros([2, units])},
         "trajectory_latent": {"latent": tf.zeros([2, units]), "time": tf.constant([0.5, 2.0])},
+        "landmarks": {"count": tf.constant([400, 1])},
+        "locate": {"codes": tf.zeros([2, units])},
     }
     for signature, inputs in examples.items():
+        if signature not in signatures:
+            continue
         request = predict_pb2.PredictRequest(
             model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature)
         )
         for key, value in inputs.items():
             request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
         yield prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+
+
+def fit_latent_map(model: Seq2SeqODE, text: TextProcessor, sentences, batch_size: int = 256) -> LatentMap:
+    """The `LatentMap` fitted on the codes the model gives `sentences` (a list of strings)."""
+    sentences = [sentence for sentence in dict.fromkeys(sentences) if sentence.strip()]
+    codes = []
+    for start in range(0, len(sentences), batch_size):
+        encoded = text.encode(sentences[start:start + batch_size])
+        codes.append(model.encode(encoded.ids)[0].numpy())
+    try:
+        return LatentMap(sentences, np.concatenate(codes) if codes else np.zeros([0, model.encoder.units]))
+    except ValueError as error:
+        raise ExportError(str(error)) from None
 
 
 def rows_alone(model: Seq2SeqODE) -> Seq2SeqODE:
@@ -338,10 +398,13 @@ def export_saved_model(
     beam_width: int = 1,
     path_search: paths.PathSearch | None = None,
     language_model=None,
+    landmarks=None,
 ) -> str:
     """Writes the SavedModel atomically; returns the version folder's path. The `path`
     signature finds paths with `path_search` (default `PathSearch()`), asking `language_model`
-    (a `tfode.LanguageModel`, optional; its weights are saved in the SavedModel).
+    (a `tfode.LanguageModel`, optional; its weights are saved in the SavedModel). Given
+    `landmarks` (real sentences, e.g. the test split), the export also holds a `LatentMap`
+    fitted on their codes and the `landmarks` and `locate` signatures.
 
     `version` defaults to one more than the newest present (1 for the first). An existing
     version is refused unless `overwrite`.
@@ -376,9 +439,10 @@ def export_saved_model(
             path_search.refinement.check(model)
         except ValueError as error:
             raise ExportError(str(error)) from None
+    latent_map = None if landmarks is None else fit_latent_map(model, text, landmarks)
     model = rows_alone(model)
     with atomic.replacing(final) as temporary:
-        module = ServingModule(model, text, beam_width, path_search, language_model)
+        module = ServingModule(model, text, beam_width, path_search, language_model, latent_map)
         latent = tf.TensorSpec([None, model.encoder.units], tf.float32, name="latent")
         signatures = {
             "serving_default": module.decode.get_concrete_function(),
@@ -391,16 +455,21 @@ def export_saved_model(
             "trajectory_latent": tf.function(module.trajectory_latent, input_signature=[
                 latent, tf.TensorSpec([None], tf.float32, name="time")]).get_concrete_function(),
         }
+        if latent_map is not None:
+            signatures["landmarks"] = tf.function(module.landmarks, input_signature=[
+                tf.TensorSpec([None], tf.int32, name="count")]).get_concrete_function()
+            signatures["locate"] = tf.function(module.locate, input_signature=[
+                tf.TensorSpec([None, model.encoder.units], tf.float32, name="codes")]).get_concrete_function()
         # Serving never differentiates a signature; TFP's solvers' gradients (traced for saving by
         # default) fail to trace for BDF inside the per-row loop of `rows_alone`.
-        assert set(signatures) == set(SIGNATURES)
+        assert set(signatures) == set(SIGNATURES) | (set() if latent_map is None else set(MAP_SIGNATURES))
         tf.saved_model.save(module, temporary, signatures=signatures,
                             options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
         extra = os.path.join(temporary, "assets.extra")
         os.makedirs(extra, exist_ok=True)
         with open(os.path.join(extra, METADATA_FILE), "w") as handle:
-            json.dump(metadata(model, text, beam_width, path_search, language_model), handle, indent=2)
+            json.dump(metadata(model, text, beam_width, path_search, language_model, latent_map), handle, indent=2)
         with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
-            for log in warmup_requests(model_name, model.encoder.units):
+            for log in warmup_requests(model_name, model.encoder.units, signatures):
                 writer.write(log.SerializeToString())
     return final

@@ -197,8 +197,13 @@ class Seq2SeqODE(keras.Model):
         `tokens_a` and `tokens_b` `[batch, L]`, by `mode` `[batch]` ("linear" or "slerp" per
         row). A `Decoded` of `[batch, steps]`; row i is `interpolate(...)` of that row at that
         alpha, so a path is its alphas sent as rows."""
+        return self.decode(self.latent_point(tokens_a, tokens_b, alpha, mode), beam_width=beam_width)
+
+    def latent_point(self, tokens_a, tokens_b, alpha, mode):
+        """The code `[batch, units]` at `alpha` `[batch]` on the latent path (`mode` `[batch]`,
+        "linear" or "slerp") from each row of `tokens_a` to the same row of `tokens_b`."""
         start, end = self.encode(tokens_a)[0], self.encode(tokens_b)[0]
-        return self.decode(interpolation.interpolate_rows(start, end, alpha, mode), beam_width=beam_width)
+        return interpolation.interpolate_rows(start, end, alpha, mode)
 
     def path(self, tokens_a, tokens_b, points=9, search=None, beam_width=1,
              language_model=None) -> paths.SentencePath:

@@ -18,6 +18,8 @@ import training  # noqa: F401  (sets the Keras backend before Keras loads)
 from training.presets import DEFAULTS
 from training.rundir import RunError
 
+DEFAULT_LANDMARKS = 400  # enough for a readable map and its neighbours; small beside the model
+
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__,
@@ -33,7 +35,21 @@ def build_parser():
     parser.add_argument("--steps-per-unit", type=float, help=f"rk4/euler steps per token (default: {DEFAULTS['steps_per_unit']})")
     parser.add_argument("--beam-width", type=int, default=1,
                         help="beam search width for autoregressive decoders (default: 1, greedy)")
+    parser.add_argument("--landmarks", type=int, default=DEFAULT_LANDMARKS,
+                        help="test sentences whose codes the latent map (the landmarks and locate "
+                             f"signatures) is fitted on; 0 = no map (default: {DEFAULT_LANDMARKS})")
     return parser
+
+
+def landmark_sentences(run_dir: str, count: int, seed: int = 0) -> list[str]:
+    """A seeded sample of `count` sentences of the run's test split (all of them if fewer)."""
+    import random
+
+    from training.rundir import read_config
+    from training.run_data import run_sentences
+
+    test = run_sentences(read_config(run_dir), split="test").sentences
+    return test if len(test) <= count else random.Random(seed).sample(test, count)
 
 
 def check_solver_flags(args) -> None:
@@ -61,6 +77,8 @@ def main(argv=None) -> int:
         check_solver_flags(args)
         if args.beam_width < 1:
             raise ValueError("--beam-width must be at least 1.")
+        if args.landmarks < 0:
+            raise ValueError("--landmarks must be 0 (no map) or more.")
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -68,6 +86,7 @@ def main(argv=None) -> int:
     from tfode.paths import PathSearch, search_from_name
     from tfode.solvers import AdaptiveSolver
     from training import builder
+    from training.data import DataError
     from training.rundir import load_language_model, load_run
 
     try:
@@ -84,13 +103,21 @@ def main(argv=None) -> int:
             search = PathSearch(**{**search.get_config(), "refinement": None})
             print(f"note: the path signature's ends are the encoder's codes, unrefined: the "
                   f"{model.decoder.solver.name} solver cannot be differentiated row by row")
+        try:
+            landmarks = landmark_sentences(args.run_dir, args.landmarks) if args.landmarks else None
+        except (DataError, FileNotFoundError, KeyError) as error:
+            raise ExportError(f"the run's test sentences for the latent map cannot be read ({error!r}); "
+                              "pass --landmarks 0 to export without a map") from None
         path = export_saved_model(model, text, args.export_base, args.model_name, args.version,
                                   args.overwrite, args.beam_width, path_search=search,
-                                  language_model=language_model)
+                                  language_model=language_model, landmarks=landmarks)
     except (ExportError, RunError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"exported {path}" + ("" if language_model is None else " (with the run's language model)"))
+    extras = [what for what, present in (("the run's language model", language_model is not None),
+                                         (f"a latent map of {len(landmarks or [])} test sentences", bool(landmarks)))
+              if present]
+    print(f"exported {path}" + (f" (with {' and '.join(extras)})" if extras else ""))
     return 0
 
 

@@ -30,8 +30,10 @@ def trained(tiny_text, tiny_tokens):
 def export_base(tmp_path_factory, trained, tiny_text):
     from tfode.export import export_saved_model
 
+    from tests.conftest import TINY_CORPUS
+
     base = tmp_path_factory.mktemp("exports")
-    export_saved_model(trained, tiny_text, str(base), MODEL_NAME, version=1)
+    export_saved_model(trained, tiny_text, str(base), MODEL_NAME, version=1, landmarks=TINY_CORPUS)
     return base
 
 

@@ -133,11 +133,20 @@ def test_metadata_returns_every_signature_of_the_metagraph(served):
 
 def test_rest_columnar_answer_of_a_lone_output_is_the_value_itself(served):
     # util/json_tensor.cc: MakeJsonFromTensors writes a single output without its name.
-    body = {"signature_name": "interpolate",
-            "inputs": {"sentence_a": ["he has a red car ."], "sentence_b": ["i like it ."], "alpha": [0.0],
-                       "mode": ["linear"]}}
-    status, answer = http("POST", f"{served.rest}/v1/models/{MODEL_NAME}:predict", body)
-    assert status == 200 and answer == {"outputs": ["he has a red car ."]}
+    class Doubler(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def double(self, x):
+            return {"doubled": 2.0 * x}
+
+    module = Doubler()
+    tf.saved_model.save(module, "ram://contract/lone/doubler/1", signatures={"serving_default": module.double})
+    lone = InProcessServer("--model_name", "doubler", "--model_base_path", "ram://contract/lone/doubler",
+                           "--file_system_poll_wait_seconds", "0")
+    try:
+        status, answer = http("POST", f"{lone.rest}/v1/models/doubler:predict", {"inputs": {"x": [1.5, 2.0]}})
+    finally:
+        lone.stop()
+    assert status == 200 and answer == {"outputs": [3.0, 4.0]}
     status, answer = http("POST", f"{served.rest}/v1/models/{MODEL_NAME}:predict",
                           {"signature_name": "encode", "inputs": {"sentences": ["i like it ."]}})
     assert status == 200 and set(answer["outputs"]) == {"latent", "mean", "log_variance", "truncated"}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import TINY_CORPUS
 from tests.helpers import small_model
 from tfode import export, paths
 
@@ -27,7 +28,7 @@ def exported(tmp_path_factory, tiny_text):
                         solver=tfode.RK4(steps_per_unit=1), encoder=dict(variational=True, bidirectional=True),
                         tied_embeddings=True)  # as tatoeba-cpu: shared weights
     base = tmp_path_factory.mktemp("export")
-    path = export.export_saved_model(model, tiny_text, str(base), "m", version=3)
+    path = export.export_saved_model(model, tiny_text, str(base), "m", version=3, landmarks=TINY_CORPUS)
     return model, base, path
 
 
@@ -45,7 +46,8 @@ def test_layout_assets_and_warmup(exported):
     decoder = metadata["model"]["config"]["decoder"]
     assert decoder["class_name"] == "TrajectoryDecoder" and decoder["config"]["solver"]["name"] == "rk4"
     records = list(tf.data.TFRecordDataset(os.path.join(path, "assets.extra", export.WARMUP_FILE)))
-    assert len(records) == len(set(export.SIGNATURES) - {"serving_default"})
+    assert len(records) == len(export.SIGNATURES + export.MAP_SIGNATURES)  # every name its own
+    assert metadata["landmarks"] == len(TINY_CORPUS)
     assert metadata["path_search"] == paths.PathSearch().get_config()
     assert metadata["limits"]["max_path_points"] == paths.MAX_POINTS
 
@@ -94,6 +96,8 @@ def test_every_signature_is_batchable_along_dimension_zero(loaded):
         "trajectory": {"sentences": ["i like it ."], "time": np.float32([0.75])},
         "decode_latent": {"latent": np.float32(np.linspace(-1, 1, 64).reshape(2, 32))},
         "trajectory_latent": {"latent": np.float32(np.linspace(-1, 1, 32).reshape(1, 32)), "time": np.float32([1.5])},
+        "landmarks": {"count": np.int32([2])},
+        "locate": {"codes": np.float32(np.linspace(-1, 1, 64).reshape(2, 32))},
     }
     second = {
         "decode": {"sentences": ["the cat sat on the mat .", "a b c d e f g h ."]},
@@ -103,8 +107,11 @@ def test_every_signature_is_batchable_along_dimension_zero(loaded):
         "trajectory": {"sentences": ["the cat sat .", "i like it ."], "time": np.float32([2.0, 0.25])},
         "decode_latent": {"latent": np.float32(np.linspace(1, -1, 32).reshape(1, 32))},
         "trajectory_latent": {"latent": np.float32(np.linspace(0, 1, 64).reshape(2, 32)), "time": np.float32([0.5, 3.0])},
+        "landmarks": {"count": np.int32([4, 1])},
+        "locate": {"codes": np.float32(np.linspace(1, 0, 32).reshape(1, 32))},
     }
-    for name in ("serving_default", "decode", "encode", "interpolate", "trajectory", "decode_latent", "trajectory_latent"):
+    for name in ("serving_default", "decode", "encode", "interpolate", "trajectory", "decode_latent", "trajectory_latent",
+                 "landmarks", "locate"):
         key = "decode" if name == "serving_default" else name
         signature = loaded.signatures[name]
         separate = [signature(**{k: tf.constant(v) for k, v in request[key].items()}) for request in (first, second)]
@@ -118,8 +125,9 @@ def test_every_signature_is_batchable_along_dimension_zero(loaded):
             assert value.shape[0] == sum(len(r) for r in rows), (name, output)
             width = value.shape[1] if value.ndim > 1 else None
             for got, want in zip(np.split(value.numpy(), [len(rows[0])]), rows):
-                if width is not None and want.shape[1] != width:  # decoded ids padded to the longest
-                    want = np.pad(want, [(0, 0), (0, width - want.shape[1])] + [(0, 0)] * (want.ndim - 2))
+                if width is not None and want.shape[1] != width:  # rows padded to the longest
+                    want = np.pad(want, [(0, 0), (0, width - want.shape[1])] + [(0, 0)] * (want.ndim - 2),
+                                  constant_values=b"" if want.dtype.kind == "O" else 0)
                 if want.dtype.kind == "f":
                     np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"{name}/{output}")
                 else:
@@ -217,9 +225,9 @@ def test_saved_model_cli_lists_the_signatures(exported):
         capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    for name in export.SIGNATURES:
+    for name in export.SIGNATURES + export.MAP_SIGNATURES:
         assert f"signature_def['{name}']" in result.stdout
-    assert result.stdout.count("Method name is: tensorflow/serving/predict") == len(export.SIGNATURES)
+    assert result.stdout.count("Method name is: tensorflow/serving/predict") == len(export.SIGNATURES + export.MAP_SIGNATURES)
     for snippet in ("inputs['alpha'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1)",
                     "inputs['time'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1)",
                     "inputs['sentences'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)"):
@@ -249,3 +257,55 @@ def test_the_latent_signatures_invert_encode_and_follow_any_code(exported, loade
             loaded.signatures["decode_latent"](**inputs)
     with pytest.raises(tf.errors.InvalidArgumentError, match="one row each"):
         loaded.signatures["trajectory_latent"](latent=latent, time=tf.constant([1.0]))
+
+
+def test_the_latent_map_places_codes_and_names_their_nearest_sentences(exported, loaded, tiny_text):
+    from tfode.latent_map import NEIGHBOURS
+
+    model = exported[0]
+    every = loaded.signatures["landmarks"](count=tf.constant([100, 2]))
+    sentences = [s.decode() for s in every["sentences"][0].numpy()]
+    assert sentences == list(dict.fromkeys(TINY_CORPUS))  # all of them, once, in order
+    assert [s.decode() for s in every["sentences"][1].numpy()] == sentences[:2] + [""] * (len(sentences) - 2)
+    np.testing.assert_array_equal(every["points"][1, 2:].numpy(), 0.0)
+    codes = model.encode(tiny_text.encode(sentences).ids)[0].numpy()
+    # The plane is the codes' two principal directions: the first spreads them most, and the
+    # points are the centred codes on it.
+    points = every["points"][0].numpy()
+    assert points[:, 0].var() >= points[:, 1].var() > 0
+    np.testing.assert_allclose(points.mean(axis=0), 0.0, atol=1e-4)
+    located = loaded.signatures["locate"](codes=tf.constant(codes))
+    np.testing.assert_allclose(located["points"].numpy(), points, atol=1e-4)
+    assert located["neighbours"].shape == (len(sentences), NEIGHBOURS)
+    assert [row[0].decode() for row in located["neighbours"].numpy()] == sentences  # each its own nearest
+    np.testing.assert_allclose(located["distances"][:, 0].numpy(), 0.0, atol=1e-2)
+    assert np.all(np.diff(located["distances"].numpy(), axis=1) >= 0)  # nearest first
+    for signature, inputs, message in (("landmarks", {"count": tf.constant([3, 0])}, "at least 1"),
+                                       ("locate", {"codes": tf.fill([1, codes.shape[1]], np.inf)}, "finite")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            loaded.signatures[signature](**inputs)
+
+
+def test_an_interpolated_point_gives_its_code_and_decodes_give_token_times(exported, loaded, tiny_text):
+    model = exported[0]
+    a, b = tf.constant(["the cat sat on the mat ."]), tf.constant(["i like your style ."])
+    point = loaded.signatures["interpolate"](sentence_a=a, sentence_b=b, alpha=tf.constant([0.4]),
+                                            mode=tf.constant(["slerp"]))
+    expected = model.latent_point(tiny_text.encode(a).ids, tiny_text.encode(b).ids, tf.constant([0.4]), tf.constant(["slerp"]))
+    np.testing.assert_allclose(point["code"].numpy(), expected.numpy(), atol=1e-5)
+    np.testing.assert_array_equal(loaded.signatures["decode_latent"](latent=point["code"])["sentences"].numpy(),
+                                  point["sentence"].numpy())
+    decoded = loaded.signatures["decode"](sentences=a)
+    steps = decoded["token_ids"].shape[1]
+    np.testing.assert_allclose(decoded["token_times"][0].numpy(), model.decoder.time_span * np.arange(1, steps + 1))
+
+
+def test_a_latent_map_needs_three_finite_codes():
+    from tfode.latent_map import LatentMap
+
+    with pytest.raises(ValueError, match="at least 3"):
+        LatentMap(["a", "b"], np.zeros([2, 4]))
+    with pytest.raises(ValueError, match="one row per sentence"):
+        LatentMap(["a", "b", "c"], np.zeros([2, 4]))
+    with pytest.raises(ValueError, match="finite"):
+        LatentMap(["a", "b", "c"], np.full([3, 4], np.nan))

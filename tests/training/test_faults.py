@@ -91,10 +91,15 @@ def test_cli_refuses_existing_export_version_and_bad_run_dir(tmp_path, tiny_text
     assert stopped.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
     assert export.main(["--run-dir", str(run_dir), *common, "--solver", "rk4", "--rtol", "1e-5"]) == 2
     assert "--rtol does not apply" in capsys.readouterr().err
-    assert export.main(["--run-dir", str(run_dir), *common]) == 2
+    assert export.main(["--run-dir", str(run_dir), *common, "--landmarks", "0"]) == 2
     assert "exists" in capsys.readouterr().err
+    assert export.main(["--run-dir", str(run_dir), *common, "--landmarks", "-1"]) == 2
+    assert "--landmarks must be 0" in capsys.readouterr().err
+    # This run's configuration names no data: no test sentences for the map, and nothing written.
+    assert export.main(["--run-dir", str(run_dir), *common, "--overwrite"]) == 2
+    assert "pass --landmarks 0" in capsys.readouterr().err
     assert (base / "m" / "1" / "keep.txt").read_text() == "untouched"
-    result = run_cli("training.export", "--run-dir", str(run_dir), *common, "--overwrite")
+    result = run_cli("training.export", "--run-dir", str(run_dir), *common, "--overwrite", "--landmarks", "0")
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(os.listdir(base / "m" / "1")) == ["assets", "assets.extra", "fingerprint.pb",
                                                      "saved_model.pb", "variables"]

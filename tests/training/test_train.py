@@ -56,7 +56,8 @@ def test_two_epochs_of_fit_lower_the_loss_and_write_the_run(trained_run):
 
 
 def test_evaluation_report_holds_numbers(trained_run, tmp_path):
-    metrics = evaluate.evaluate(trained_run, split="validation", report_dir=str(tmp_path))
+    metrics = evaluate.evaluate(trained_run, split="validation", report_dir=str(tmp_path), interpolation_pairs=12,
+                                grid_points=33)
     for key in ("token_accuracy", "exact_match", "bleu", "perplexity", "midpoint_consistency",
                 "nfe_per_sentence", "teacher_forced_token_accuracy"):
         assert isinstance(metrics[key], float), key
@@ -73,7 +74,7 @@ def test_evaluation_report_holds_numbers(trained_run, tmp_path):
     for figure in ("grammatical_interior", "real_interior", "monotone", "distinct", "endpoints"):
         assert linear[figure]["n"] > 0, figure
     assert linear["grammatical"]["n"] == linear["new"]  # shares of the new points only
-    assert linear["grid_points"] == 129 and linear["grid_distinct"]["n"] == linear["paths"]
+    assert linear["grid_points"] == 33 and linear["grid_distinct"]["n"] == linear["paths"] > 0
     searched = saved["interpolation"]["path"]
     assert searched["points"] == 9 and searched["seconds_per_path"] > 0 and "grid_points" not in searched
     for figure in ("gradual", "smooth"):  # defined on the paths whose ends differ
@@ -89,6 +90,18 @@ def test_evaluation_report_holds_numbers(trained_run, tmp_path):
                     "interpolant_dynamics.png"):
         assert (tmp_path / picture).stat().st_size > 1000
         assert f"]({picture})" in report
+
+
+def test_the_export_maps_a_seeded_sample_of_the_runs_test_sentences(trained_run):
+    from training.export import landmark_sentences
+    from training.rundir import read_config
+    from training.run_data import run_sentences
+
+    test = run_sentences(read_config(trained_run), split="test").sentences
+    sample = landmark_sentences(trained_run, 5)
+    assert len(sample) == 5 and set(sample) <= set(test)
+    assert landmark_sentences(trained_run, 5) == sample  # seeded
+    assert landmark_sentences(trained_run, len(test) + 10) == test
 
 
 def test_finished_run_and_changed_configuration_are_refused(trained_run):
