@@ -46,8 +46,13 @@ def test_a_wheel_installs_into_a_fresh_environment_and_its_commands_run(tmp_path
                 cwd=work, env=environ).stdout.split()
     assert where[1].startswith(str(environment)), where  # the wheel's copy, not the checkout
     bin_dir = environment / "bin"
-    for script in ("tfode-train", "tfode-evaluate", "tfode-export", "tfode-serve", "tfode-client", "tfode-loadtest"):
+    for script in ("tfode-train", "tfode-evaluate", "tfode-export", "tfode-serve", "tfode-client", "tfode-loadtest",
+                   "tfode-explore"):
         assert "usage:" in run([str(bin_dir / script), "--help"], cwd=work, env=environ).stdout
+    # The explorer's page travels in the wheel.
+    static = run([str(python), "-c", "import serving.explorer.app as app, os; print(sorted(os.listdir(app.STATIC_DIR)))"],
+                 cwd=work, env=environ).stdout
+    assert "'explorer.js'" in static and "'index.html'" in static
     run([str(bin_dir / "tfode-train"), "--preset", "tiny", "--epochs", "1", "--run-dir", "run", "--quiet"],
         cwd=work, env=environ)
     assert (work / "run" / "model.keras").exists()

@@ -1,0 +1,1 @@
+"""The explorer: an interactive page over a served model's REST API (`tfode-explore`)."""
