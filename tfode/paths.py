@@ -6,7 +6,10 @@ points fall in holes (codes no sentence encodes to). `PathSearch` leaves the lin
 
 1. **Candidates.** `grid - 1` interior points of the linear or slerp line between the codes a
    and b, each also moved off the line in `directions` fixed directions orthogonal to it, at
-   each of `radii` (a fraction of ‖b − a‖). Every candidate is decoded greedily; duplicates and
+   each of `radii` (a fraction of ‖b − a‖); and, with `splices`, the encoder's codes of the
+   sentences on the word line from A′ to B′ (B′'s first i words then the rest of A′ from the
+   matching place, and A′'s first i words then the rest of B′), whose decodes lie a few words
+   apart where the latent line jumps. Every candidate is decoded greedily; duplicates and
    sentences equal to A′ or B′ are dropped.
 2. **On the manifold.** A candidate sentence s is re-encoded and decoded again; with
    `fixed_points`, only sentences that come back unchanged (dec(enc(s)) = s, so s is where the
@@ -25,8 +28,8 @@ points fall in holes (codes no sentence encodes to). `PathSearch` leaves the lin
 
 Everything runs in the TensorFlow graph (the serving `path` signature calls it); the
 perturbations are one fixed set of directions for every row, so a row's path depends only on its
-own inputs, never on its batchmates. `PathSearch(directions=0, fixed_points=False)` is the
-baseline: the best placement of K points on a fine grid of the line.
+own inputs, never on its batchmates. `PathSearch(directions=0, splices=False)` is the baseline:
+the best placement of K points on a fine grid of the line.
 """
 
 from __future__ import annotations
@@ -89,13 +92,16 @@ class PathSearch:
         needs a decoder without an adaptive solver.
       refined_line: the candidates lie around the line between the refined codes (True) or
         between the encoder's codes (False), the ends being the refined codes either way.
+      splices: also the encoder's codes of the sentences on the word line from A′ to B′ — B′'s
+        first i words then A′'s from the matching place, and A′'s first i words then B′'s, for
+        every i — are candidates (their decodes, like every candidate's, are the points).
     """
 
     def __init__(self, mode: str = "slerp", grid: int = 24, directions: int = 6,
                  radii=(0.1, 0.2, 0.35), fixed_points: bool = False, detour_weight: float = 1.0,
                  confidence_weight: float = 1.0, fluency_weight: float = 1.0, fluent_only: bool = True,
                  step_exponent: float = 2.0, length_weight: float = 0.0, seed: int = 0,
-                 refinement=None, refined_line: bool = False):
+                 refinement=None, refined_line: bool = False, splices: bool = True):
         if mode not in interpolation.MODES:
             raise ValueError(f"mode must be one of {interpolation.MODES}, got {mode!r}.")
         if int(grid) < 2:
@@ -129,10 +135,12 @@ class PathSearch:
             raise TypeError(f"refinement must be a CodeRefinement or None, got {type(refinement).__name__}.")
         self.refinement = refinement
         self.refined_line = bool(refined_line)
+        self.splices = bool(splices)
 
     @property
     def candidates_per_row(self) -> int:
-        """Latent points decoded per path, its two ends left out."""
+        """Points around the line decoded per path, its two ends left out (with `splices`,
+        2 · (steps + 1) codes of spliced sentences come on top)."""
         return (self.grid - 1) * (1 + self.directions * len(self.radii))
 
     def get_config(self) -> dict:
@@ -142,7 +150,7 @@ class PathSearch:
                 "fluency_weight": self.fluency_weight, "fluent_only": self.fluent_only,
                 "step_exponent": self.step_exponent, "length_weight": self.length_weight, "seed": self.seed,
                 "refinement": self.refinement.get_config() if self.refinement is not None else None,
-                "refined_line": self.refined_line}
+                "refined_line": self.refined_line, "splices": self.splices}
 
     @classmethod
     def from_config(cls, config) -> "PathSearch":
@@ -204,6 +212,11 @@ class PathSearch:
         end_ids = tf.stack([ends.ids[:batch], ends.ids[batch:]], axis=1)  # [batch, 2, steps]
 
         codes = self.candidate_codes(line_start, line_end)  # [batch, N, units]
+        if self.splices:
+            spliced = splices(_without_eos(end_ids[:, 0]), _without_eos(end_ids[:, 1]))  # [batch, M, steps]
+            count = tf.shape(spliced)[1]
+            spliced_codes = model.encode(tf.reshape(spliced, [batch * count, steps]))[0]
+            codes = tf.concat([codes, tf.reshape(spliced_codes, [batch, count, -1])], axis=1)
         ids, confidence = self._decoded(model, codes, steps)
         path_ids, path_codes = self._best_path(model, end_ids, start, end, ids, codes, confidence, points,
                                                language_model)
@@ -322,8 +335,8 @@ class PathSearch:
 # against (placement on a fine grid of the line; the same keeping only fluent sentences).
 REFINED = {"refinement": CodeRefinement().get_config()}  # the ends the product's searches refine
 SEARCHES = {
-    "placement": dict(grid=64, directions=0, fluency_weight=0.0, fluent_only=False, **REFINED),
-    "line": dict(grid=64, directions=0, **REFINED),
+    "placement": dict(grid=64, directions=0, splices=False, fluency_weight=0.0, fluent_only=False, **REFINED),
+    "line": dict(grid=64, directions=0, splices=False, **REFINED),
     "path": dict(**REFINED),
 }
 
@@ -342,6 +355,31 @@ def word_distances(ids: tf.Tensor) -> tf.Tensor:
     first = tf.sparse.from_dense(tf.tile(ids[:, :, None], [1, 1, n, 1]))
     second = tf.sparse.from_dense(tf.tile(ids[:, None], [1, n, 1, 1]))
     return tf.edit_distance(first, second, normalize=False)
+
+
+def splices(first, second):
+    """Sentences between two rows of 0-padded ids `first`, `second` `[batch, steps]` (no `<eos>`)
+    on the word line: for i = 0 … steps, second's first i tokens then first's tokens from the
+    proportional place round(i · |first| / |second|), and first's first i tokens then second's
+    from its proportional place. `[batch, 2 · (steps + 1), steps]` int32, 0-padded (cut at
+    `steps`); i = 0 and i ≥ the length give the two sentences themselves."""
+    return tf.concat([_prefix_then_rest(second, first), _prefix_then_rest(first, second)], axis=1)
+
+
+def _prefix_then_rest(head, tail):
+    """For i = 0 … steps: head[:i] + tail[j:], j = round(i · |tail| / |head|) (i capped at |head|)."""
+    steps = tf.shape(head)[1]
+    head_length = tf.reduce_sum(tf.cast(head != PAD_ID, tf.int32), axis=1)[:, None, None]  # [batch, 1, 1]
+    tail_length = tf.reduce_sum(tf.cast(tail != PAD_ID, tf.int32), axis=1)[:, None, None]
+    taken = tf.minimum(tf.range(steps + 1)[None, :, None], head_length)  # [batch, I, 1]
+    share = tf.cast(taken, tf.float32) / tf.cast(tf.maximum(head_length, 1), tf.float32)
+    resume = tf.cast(tf.round(share * tf.cast(tail_length, tf.float32)), tf.int32)
+    position = tf.range(steps)[None, None, :]  # [1, 1, steps]
+    from_tail = resume + position - taken  # where a position past the prefix reads the tail
+    shape = tf.shape(taken + position + resume)  # [batch, I, steps]
+    head_tokens = tf.gather(head, tf.broadcast_to(tf.minimum(position, steps - 1), shape), batch_dims=1)
+    tail_tokens = tf.gather(tail, tf.clip_by_value(from_tail, 0, steps - 1), batch_dims=1)
+    return tf.where(position < taken, head_tokens, tf.where(from_tail < tail_length, tail_tokens, PAD_ID))
 
 
 def _without_eos(ids):

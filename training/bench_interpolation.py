@@ -41,8 +41,10 @@ METHODS_CAPTION = (
     "`placement` chooses 9 points "
     "of a 64-point grid of the slerp line by dynamic programming, `line` the same among the grid's sentences "
     "that the run's language model (`training.fit_language_model`) finds fluent, `path` leaves the line "
-    "(candidates around it, fluent ones only); each starts and ends at codes refined until they decode to "
-    "the inputs (`tfode.CodeRefinement`), which a search named `unrefined` leaves out. fluent, real and "
+    "(candidates around it and the encoder's codes of the sentences spliced from the two ends' words, "
+    "fluent ones only); each starts and ends at codes refined until they decode to "
+    "the inputs (`tfode.CodeRefinement`). A search named `unspliced` is `path` without the spliced "
+    "candidates, `unrefined` without the refined ends. fluent, real and "
     "grammatical count only the new points "
     "(interior points that differ from both ends; `new` is how many); seconds_per_path is `model.path` in "
     "process, 25 pairs a call.")

@@ -60,7 +60,23 @@ def test_dynamic_programming_repeats_a_point_only_when_it_must():
     assert sum(a == b for a, b in zip(chosen, chosen[1:])) == 2
 
 
-@pytest.mark.parametrize("search", [paths.PathSearch(fixed_points=True), paths.PathSearch(mode="linear", directions=0)])
+def test_splices_walk_the_word_line_from_one_sentence_to_the_other():
+    first = tf.constant([[5, 6, 7, 0, 0], [1, 2, 0, 0, 0]])
+    second = tf.constant([[8, 9, 0, 0, 0], [3, 4, 5, 6, 0]])
+    spliced = paths.splices(first, second).numpy()
+    assert spliced.shape == (2, 12, 5)
+    as_words = [[tuple(t for t in row if t) for row in rows] for rows in spliced]
+    # second's first i words, then first's from the matching place; then the other way round.
+    assert as_words[0][:3] == [(5, 6, 7), (8, 7), (8, 9)] and as_words[0][6:9] == [(8, 9), (5, 9), (5, 6, 9)]
+    assert as_words[1][:5] == [(1, 2), (3, 1, 2), (3, 4, 2), (3, 4, 5), (3, 4, 5, 6)]
+    for rows, a, b in zip(as_words, ([5, 6, 7], [1, 2]), ([8, 9], [3, 4, 5, 6])):
+        for sentence in rows:  # every splice lies on a shortest word path from first to second
+            assert Levenshtein.distance(sentence, a) + Levenshtein.distance(sentence, b) <= Levenshtein.distance(a, b) + 1
+
+
+@pytest.mark.parametrize("search", [paths.PathSearch(fixed_points=True),
+                                    paths.PathSearch(mode="linear", directions=0, splices=False),
+                                    paths.PathSearch(directions=0)])
 def test_every_point_is_the_decode_of_its_code_and_moves_toward_b(trained, tiny_text, tiny_tokens, search):
     a, b = tiny_tokens[:4], tiny_tokens[4:]
     found = trained.path(a, b, points=7, search=search)
