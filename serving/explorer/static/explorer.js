@@ -214,8 +214,17 @@ async function showSentence() {
   $("nfe").textContent = `(NFE ${decoded.nfe[0]}${decoded.truncated[0] ? ", input truncated" : ""})`;
   const result = await dynamics(encoded.latent[0], decoded.sentences[0]);
   drawProbabilities($("probabilities"), result);
-  setLayer("trajectory", result.points, result.grid.map(() => null), result.grid.map((t) => `h(t=${t.toFixed(2)}) of “${sentence}”`),
-           result.tokenTimes.map((t, k) => (k + 1) * result.perToken));
+  setCurve("trajectory", result, (t) => `h(t=${t.toFixed(2)}) of “${sentence}”`);
+}
+
+// The curve h(t) of a `dynamics` result on the map, each token written where it is read.
+function setCurve(name, result, label) {
+  const tokens = {};
+  result.tokenTimes.forEach((t, k) => {
+    const row = (k + 1) * result.perToken;
+    tokens[row] = result.rows.top_k_tokens[row][0];
+  });
+  setLayer(name, result.points, result.rows.state.map((h) => h.slice(0, state.units)), result.grid.map(label), tokens);
 }
 
 // -- two sentences ----------------------------------------------------------------------------
@@ -301,9 +310,7 @@ async function drawSlider() {
   $("alpha-sentence").dataset.alpha = alpha.toFixed(2);
   const result = await dynamics(answer.code[0], answer.sentence[0]);
   drawProbabilities($("alpha-probabilities"), result);
-  setLayer("alpha", result.points, result.grid.map(() => null),
-           result.grid.map((t) => `h_α(t=${t.toFixed(2)}) at α=${alpha.toFixed(2)}`),
-           result.tokenTimes.map((t, k) => (k + 1) * result.perToken));
+  setCurve("alpha", result, (t) => `h_α(t=${t.toFixed(2)}) at α=${alpha.toFixed(2)}`);
 }
 
 // A move of the slider (or of its mode). Moves during a request collapse into one more.
@@ -322,11 +329,11 @@ async function moveSlider() {
 
 // -- the map ----------------------------------------------------------------------------------
 
-// A layer of points on the map (each with its code, when it has one, and a label); `marked`:
-// indices drawn as token markers.
-function setLayer(name, points, codes, labels, marked = []) {
+// A layer of points on the map, each with its code (or state) and a label. A path's points are
+// all drawn large; a curve's (`tokens`: point index → token) only where a token is read.
+function setLayer(name, points, codes, labels, tokens = null) {
   if (!points) return;
-  state.drawn[name] = { points, codes, labels, marked };
+  state.drawn[name] = { points, codes, labels, tokens };
   drawMap();
 }
 
@@ -362,14 +369,16 @@ function drawMap() {
     line.setAttribute("class", `layer ${name}`);
     svg.appendChild(line);
     layer.points.forEach((point, i) => {
-      const marked = layer.marked.includes(i) || layer.codes[i] !== null;
-      const dot = circle(svg, at(point), marked ? 4 : 2, `point ${name}`);
+      const token = layer.tokens ? layer.tokens[i] : undefined;
+      const dot = circle(svg, at(point), !layer.tokens || token !== undefined ? 4 : 2, `point ${name}`);
       dot.appendChild(title(layer.labels[i]));
-      const code = layer.codes[i];
-      if (code) {
-        dot.addEventListener("mouseenter", () => act("neighbours", () => neighboursOfCode(code, layer.labels[i])));
-        dot.addEventListener("click", () => act("neighbours", () => neighboursOfCode(code, layer.labels[i])));
+      if (token !== undefined) {
+        const [x, y] = at(point);
+        text(svg, x + 5, y - 4, token).setAttribute("class", `token-label ${name}`);
       }
+      const code = layer.codes[i];
+      dot.addEventListener("mouseenter", () => act("neighbours", () => neighboursOfCode(code, layer.labels[i])));
+      dot.addEventListener("click", () => act("neighbours", () => neighboursOfCode(code, layer.labels[i])));
     });
   }
 }
