@@ -350,11 +350,16 @@ def search_from_name(name: str) -> PathSearch:
 
 def word_distances(ids: tf.Tensor) -> tf.Tensor:
     """`[batch, n, steps]` 0-padded ids → `[batch, n, n]` float32 word edit distances
-    (Levenshtein over tokens) between every two sentences of a row."""
-    n = tf.shape(ids)[1]
-    first = tf.sparse.from_dense(tf.tile(ids[:, :, None], [1, 1, n, 1]))
-    second = tf.sparse.from_dense(tf.tile(ids[:, None], [1, n, 1, 1]))
-    return tf.edit_distance(first, second, normalize=False)
+    (Levenshtein over tokens) between every two sentences of a row. One row at a time: the
+    pairs of a row are n² sentences, and those of a whole batch would not fit in memory."""
+
+    def one_row(row):
+        n = tf.shape(row)[0]
+        first = tf.sparse.from_dense(tf.tile(row[:, None], [1, n, 1]))
+        second = tf.sparse.from_dense(tf.tile(row[None], [n, 1, 1]))
+        return tf.edit_distance(first, second, normalize=False)
+
+    return tf.map_fn(one_row, ids, fn_output_signature=tf.TensorSpec([None, None], tf.float32))
 
 
 def splices(first, second):
