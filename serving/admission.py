@@ -175,7 +175,7 @@ def predict(models: Models, limits: Limits, target: Target, decode_inputs, *,
     signature of the version that runs it (REST's row format needs it to name a lone input), so
     that a request that fails to decode is counted like any other. With a `batcher`
     (`serving.batching.BatchScheduler`) the request joins a server-side batch;
-    otherwise it runs alone under `limits`. `metrics` (`serving.metrics.ServingMetrics`) counts
+    otherwise it runs alone under `limits`. `metrics` (`serving.monitoring.ServingMetrics`) counts
     it by status; `deadline` is a `time.monotonic()` instant; `output_filter` (gRPC's) names the
     outputs answered (all when empty)."""
     started = time.monotonic()

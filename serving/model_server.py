@@ -61,7 +61,7 @@ class ModelServer:
 
     def __init__(self, args):
         from serving.batching import BatchingParameters, BatchScheduler
-        from serving.metrics import ServingMetrics, monitoring_path
+        from serving.monitoring import ServingMetrics, monitoring_path
 
         self.args = args
         self.config_file = args.model_config_file or None

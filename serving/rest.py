@@ -163,7 +163,7 @@ def make_rest_handler(models: Models, limits: Limits, batcher=None, metrics=None
         def do_GET(self):  # noqa: N802 - the stdlib's name
             path = self.path.split("?")[0]
             if metrics_path is not None and path == metrics_path:
-                from serving.metrics import CONTENT_TYPE
+                from serving.monitoring import CONTENT_TYPE
 
                 self._send(HTTPStatus.OK, metrics.page(), CONTENT_TYPE)
                 return

@@ -60,9 +60,10 @@ def test_a_wheel_installs_into_a_fresh_environment_and_its_commands_run(tmp_path
 
 COMMANDS = sorted(
     f"{package}.{name[:-3]}"
-    for package in ("training", "serving")
-    for name in os.listdir(os.path.join(ROOT, package))
-    if name.endswith(".py") and 'if __name__ == "__main__"' in open(os.path.join(ROOT, package, name)).read()
+    for package in ("training", "training.benchmarks", "serving", "serving.explorer")
+    for name in os.listdir(os.path.join(ROOT, *package.split(".")))
+    if name.endswith(".py")
+    and 'if __name__ == "__main__"' in open(os.path.join(ROOT, *package.split("."), name)).read()
 )
 
 # Runs a command's `--help` in a fresh process, keeping the parser it built (and its subcommands'

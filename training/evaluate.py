@@ -71,8 +71,9 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
     import numpy as np
     import tensorflow as tf
 
-    from training import grammar, report
-    from training import metrics as scores
+    from training import grammar
+    from training.evaluation import report
+    from training.evaluation import scores
     from training.rundir import load_language_model, load_run
     from tfode.tokens import append_eos
 
@@ -189,7 +190,7 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
     pictures += ["trajectories.png", "token_probabilities.png"]
 
     # Latent paths between seeded pairs of sentences.
-    from training import latent_paths
+    from training.evaluation import latent_paths
 
     examples = {}
     accepts = grammar.accepts if config["data"] == "synthetic" and not data else None
@@ -234,7 +235,7 @@ def print_metrics(metrics, report_dir) -> None:
     if metrics.get("midpoint_consistency") is not None:
         line += f", midpoint consistency {100 * metrics['midpoint_consistency']:.1f} %"
     print(line)
-    from training.path_metrics import summary_line
+    from training.evaluation.path_metrics import summary_line
 
     for mode, figures in metrics.get("interpolation", {}).items():
         print(f"latent paths ({mode}, {figures['paths']} pairs, {figures['points']} points): {summary_line(figures)}")
@@ -255,8 +256,8 @@ def print_metrics(metrics, report_dir) -> None:
 
 def fluency_judge(run_dir, data=None, cache_dir=None):
     """The reference language model of the run's training split, and the fluency threshold from
-    its validation split (`training.reference_lm`)."""
-    from training import reference_lm
+    its validation split (`training.evaluation.reference_lm`)."""
+    from training.evaluation import reference_lm
     from training.rundir import read_config
 
     config = read_config(run_dir)

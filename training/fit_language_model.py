@@ -6,7 +6,7 @@
 Fits a `tfode.LanguageModel` over the run's own vocabulary on the run's training split (Keras
 `fit`), sets its threshold to the `--quantile`-th score of the validation split's sentences (so
 that 95 % of real sentences are fluent by default), and writes `DIR/language_model.keras`
-atomically. `Seq2SeqODE.path`, `training.evaluate`, `training.bench_interpolation` and
+atomically. `Seq2SeqODE.path`, `training.evaluate`, `training.benchmarks.interpolation` and
 `training.export` use it when it is there. It is a model of its own (other settings and seed than
 the reference language model that `training.evaluate --judge` trains to judge fluency).
 """

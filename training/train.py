@@ -96,7 +96,7 @@ def configure_devices(config: dict) -> None:
             tf.config.threading.set_intra_op_parallelism_threads(1)
         # Grappler's arithmetic optimizer does not rewrite a graph the same way in every process:
         # with a fixed-grid solve inside the ODE-RNN's loop, about one run in five computed the
-        # same step with a last-bit difference (training.bench_determinism). Off, every process
+        # same step with a last-bit difference (training.benchmarks.determinism). Off, every process
         # runs the graph as traced.
         tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
     keras.mixed_precision.set_global_policy("mixed_float16" if config["mixed_precision"] else "float32")

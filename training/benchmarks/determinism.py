@@ -1,6 +1,6 @@
 """How reproducible `--deterministic` runs are: several runs of one seed side by side, compared.
 
-    python -m training.bench_determinism [--rounds 5] [--side-by-side 3] [--seed 3] \\
+    python -m training.benchmarks.determinism [--rounds 5] [--side-by-side 3] [--seed 3] \\
         [-- extra training.train flags]
 
 Each round starts `--side-by-side` `python -m training.train --deterministic` processes of the
@@ -47,7 +47,7 @@ def round_of_runs(count: int, seed: int, extra: list[str], folder: str) -> list[
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.bench_determinism", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m training.benchmarks.determinism", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--rounds", type=int, default=5, help="rounds of runs, one after the other")
     parser.add_argument("--side-by-side", type=int, default=3, help="runs started together in each round")

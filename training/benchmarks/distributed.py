@@ -1,6 +1,6 @@
 """Training throughput on one worker against several, on this machine, in one run.
 
-    python -m training.bench_distributed [--workers 1 2] [--preset synthetic] [--decoder odernn] \\
+    python -m training.benchmarks.distributed [--workers 1 2] [--preset synthetic] [--decoder odernn] \\
         [--epochs 2] [--synthetic-size 6000] [--batch-size 64]
 
 For each count N, starts N `python -m training.train --distribute multiworker` processes on
@@ -43,7 +43,7 @@ def run_cluster(workers: int, flags: list[str], folder: str) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.bench_distributed", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m training.benchmarks.distributed", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to compare")
     parser.add_argument("--preset", default="synthetic", help="training preset of every run")
