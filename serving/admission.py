@@ -19,8 +19,8 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from serving.errors import ServingError
-from serving.model_manager import Models
+from .errors import ServingError
+from .model_manager import Models
 
 
 MAX_REQUEST_BYTES = 2**31 - 1  # the stock server's gRPC message limit (INT32_MAX)

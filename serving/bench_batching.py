@@ -21,8 +21,8 @@ import sys
 import threading
 import time
 
-from serving.cli import HelpFormatter
-from serving.loadtest import SENTENCES
+from .cli import HelpFormatter
+from .loadtest import SENTENCES
 
 
 def measure(version, rows: int, threads: int, seconds: float) -> dict:
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         parser.error("--rows and --threads must be >= 1 and --seconds > 0")
     import tensorflow_text  # noqa: F401  (the graphs' text ops; loaded after the arguments are read)
 
-    from serving.model_manager import SessionThreads, load_newest
+    from .model_manager import SessionThreads, load_newest
 
     threads = SessionThreads(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism)
     try:

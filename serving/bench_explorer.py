@@ -19,7 +19,7 @@ import random
 import sys
 import tempfile
 
-from serving.cli import HelpFormatter
+from .cli import HelpFormatter
 
 TARGETS_MS = {"slider": 300, "pair": 1000}  # p95 a person waits for a slider move, a new pair
 
@@ -44,9 +44,9 @@ def main(argv=None) -> int:
     if args.pairs < 1 or args.moves < 1 or args.points < 2:
         parser.error("--pairs and --moves must be >= 1 and --points >= 2")
 
-    from serving.explorer.app import ExplorerServer
-    from serving.explorer.browser import ExplorerPage, chromium
-    from serving.explorer.cli import packaged_max_batch_size, start_model_server
+    from .explorer.app import ExplorerServer
+    from .explorer.browser import ExplorerPage, chromium
+    from .explorer.cli import packaged_max_batch_size, start_model_server
 
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="bench-explorer-") as folder:

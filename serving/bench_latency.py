@@ -17,10 +17,10 @@ import time
 
 import numpy as np
 
-from serving.cli import HelpFormatter
-from serving.client import TFServingClient
-from serving.launch import ServerProcess
-from serving.loadtest import SENTENCES
+from .cli import HelpFormatter
+from .client import TFServingClient
+from .launch import ServerProcess
+from .loadtest import SENTENCES
 
 
 def percentiles(seconds):
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     import tensorflow as tf  # after the arguments, so that --help answers at once
     import tensorflow_text  # noqa: F401  (the graphs' text ops)
 
-    from serving.model_manager import versions_on_disk
+    from .model_manager import versions_on_disk
 
     model_dir = os.path.join(args.export_base, args.model_name)
     versions = versions_on_disk(model_dir)

@@ -17,8 +17,8 @@ import statistics
 import sys
 import time
 
-from serving.cli import HelpFormatter
-from serving.loadtest import SENTENCES
+from .cli import HelpFormatter
+from .loadtest import SENTENCES
 
 
 def pairs(sentences: list[str], count: int, rng) -> tuple[list[str], list[str]]:
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     import numpy as np
     import tensorflow_text  # noqa: F401  (the graphs' text ops; loaded after the arguments are read)
 
-    from serving.model_manager import SessionThreads, load_newest
+    from .model_manager import SessionThreads, load_newest
 
     try:
         version = load_newest(os.path.join(args.export_base, args.model_name), "path", SessionThreads(0, 0))

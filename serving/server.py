@@ -30,7 +30,7 @@ import signal
 import sys
 import threading
 
-from serving.cli import HelpFormatter
+from .cli import HelpFormatter
 
 # TensorFlow loads only once the arguments are read (serving.model_server), so --help and
 # --version answer at once.
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
     if ignored:
         logging.getLogger("serving.server").warning("these flags have no effect on this server: %s",
                                                     " ".join(ignored))
-    from serving.model_server import ModelServer
+    from .model_server import ModelServer
 
     try:
         server = ModelServer(args)

@@ -13,8 +13,8 @@ import time
 import keras
 import numpy as np
 
-from training.rundir import save_model_atomically
-from training import rundir
+from .rundir import save_model_atomically
+from . import rundir
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):

@@ -17,10 +17,9 @@ import argparse
 import os
 import sys
 
-import training  # noqa: F401  (sets the Keras backend before Keras loads)
-from training.cli import HelpFormatter
-from training.data import DataError
-from training.rundir import RunError
+from .cli import HelpFormatter
+from .data import DataError
+from .rundir import RunError
 
 
 def fit(run_dir: str, epochs: int = 3, units: int = 256, embedding_dim: int = 64, quantile: float = 0.05,
@@ -32,8 +31,8 @@ def fit(run_dir: str, epochs: int = 3, units: int = 256, embedding_dim: int = 64
     from tfode.losses import MaskedCrossEntropy
     from tfode.text import TextProcessor
     from tfode.tokens import append_eos
-    from training.run_data import run_sentences
-    from training.rundir import LANGUAGE_MODEL_FILE, read_config, save_model_atomically
+    from .run_data import run_sentences
+    from .rundir import LANGUAGE_MODEL_FILE, read_config, save_model_atomically
 
     config = read_config(run_dir)
     text = TextProcessor.load(run_dir)

@@ -21,11 +21,10 @@ import sys
 import time
 import warnings
 
-import training  # noqa: F401  (sets the Keras backend before Keras loads)
-from training import builder, presets
-from training.data import DataError
-from training.rundir import CONFIG_FILE, MODEL_FILE, RunError, read_config, write_json_atomically
-from training import rundir
+from . import builder, presets
+from .data import DataError
+from .rundir import CONFIG_FILE, MODEL_FILE, RunError, read_config, write_json_atomically
+from . import rundir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,7 +105,7 @@ def make_strategy(config: dict):
     import tensorflow as tf
 
     if config["distribute"] == "multiworker":
-        from training import cluster
+        from . import cluster
 
         cluster.patch_keras_for_multiworker()
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -131,7 +130,7 @@ def learning_rate_schedule(config: dict, steps_per_epoch: int):
     rate by the end of the time budget (or of `epochs`, without one)."""
     import keras
 
-    from training import callbacks
+    from . import callbacks
 
     if config["lr_schedule"] == "plateau":
         return keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-5)
@@ -149,7 +148,7 @@ def prepare_data(config: dict, run_dir: str, batch: int):
     reused."""
     import tfode
     from tfode.text import VOCABULARY_FILE
-    from training import data, pipeline, streaming
+    from . import data, pipeline, streaming
 
     vocabulary_saved = os.path.exists(os.path.join(run_dir, VOCABULARY_FILE))
     if streaming.is_large(config["data"]):
@@ -205,8 +204,8 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), stra
     strategy = strategy or make_strategy(config)
     import keras
 
-    from training import callbacks, pipeline
-    from training.rundir import save_model_atomically
+    from . import callbacks, pipeline
+    from .rundir import save_model_atomically
 
     keras.utils.set_random_seed(config["seed"])
     batch = config["batch_size"] * strategy.num_replicas_in_sync  # the global batch
@@ -313,7 +312,7 @@ def main(argv=None) -> int:
         config = resolve_config(args)
         run_dir, task = args.run_dir, None
         if config["distribute"] == "multiworker":
-            from training import cluster
+            from . import cluster
 
             task = cluster.current_task()
             run_dir = cluster.output_dir(args.run_dir, task)

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from training.cli import HelpFormatter
+from ..cli import HelpFormatter
 
 POOL = 200_000
 
@@ -29,11 +29,11 @@ POOL = 200_000
 def write_corpus(path: str, lines: int, source: str, seed: int = 0) -> None:
     rng = random.Random(seed)
     if source == "grammar":
-        from training import grammar
+        from .. import grammar
 
         pool = [grammar.sentence(rng) for _ in range(min(POOL, lines))]
     else:
-        from training import data
+        from .. import data
 
         pool = data.load_sentences(source).sentences
     with open(path, "w", encoding="utf-8") as handle:
@@ -46,7 +46,7 @@ def measure(path: str) -> dict:
     import resource
 
     from tfode.text import TextProcessor
-    from training import pipeline, streaming
+    from .. import pipeline, streaming
 
     started = time.monotonic()
     scan = streaming.scan(path)
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
         for lines in args.lines:
             path = os.path.join(folder, f"corpus-{lines}.txt")
             write_corpus(path, lines, args.source)
-            result = subprocess.run([sys.executable, "-m", "training.benchmarks.data_path", "--measure", path],
+            result = subprocess.run([sys.executable, "-m", f"{__package__}.data_path", "--measure", path],
                                     capture_output=True, text=True,
                                     env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
             if result.returncode != 0:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-from training.cli import HelpFormatter
+from ..cli import HelpFormatter
 
 DEFAULT_JOB = ["--data", "synthetic", "--preset", "tiny", "--decoder", "odernn", "--epochs", "1",
                "--dropout", "0.2", "--scheduled-sampling", "0.5", "--word-dropout", "0.1"]
@@ -32,7 +32,7 @@ def round_of_runs(count: int, seed: int, extra: list[str], folder: str) -> list[
     for index in range(count):
         run_dir = os.path.join(folder, f"run-{index}")
         processes.append((run_dir, subprocess.Popen(
-            [sys.executable, "-m", "training.train", *DEFAULT_JOB, *extra, "--seed", str(seed),
+            [sys.executable, "-m", f"{__package__.split('.')[0]}.train", *DEFAULT_JOB, *extra, "--seed", str(seed),
              "--deterministic", "--quiet", "--overwrite", "--run-dir", run_dir],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})))

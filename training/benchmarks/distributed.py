@@ -19,12 +19,12 @@ import subprocess
 import sys
 import tempfile
 
-from serving.launch import free_port
-from training.cli import HelpFormatter
+from ..cli import HelpFormatter
+from ..cluster import free_ports
 
 
 def run_cluster(workers: int, flags: list[str], folder: str) -> dict:
-    ports = [free_port() for _ in range(workers)]
+    ports = free_ports(workers)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     run_dir = os.path.join(folder, f"workers-{workers}")
     processes = []
@@ -32,7 +32,7 @@ def run_cluster(workers: int, flags: list[str], folder: str) -> dict:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "training.train", *flags, "--distribute", "multiworker", "--run-dir", run_dir,
+            [sys.executable, "-m", f"{__package__.split('.')[0]}.train", *flags, "--distribute", "multiworker", "--run-dir", run_dir,
              "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = [process.communicate()[0] for process in processes]
     for process, output in zip(processes, outputs):

@@ -24,11 +24,10 @@ import os
 import shlex
 import sys
 
-import training  # noqa: F401  (sets the Keras backend before Keras loads)
-from training.benchmarks.common import DEFAULT_DATA, measured_on, relative_command, relative_path
-from training.cli import HelpFormatter
-from training.rundir import read_config
-from training import rundir
+from .common import DEFAULT_DATA, measured_on, relative_command, relative_path
+from ..cli import HelpFormatter
+from ..rundir import read_config
+from .. import rundir
 
 FIGURES = ("fluent", "grammatical", "new", "real", "gradual", "smooth", "smooth_bound", "monotone", "distinct",
            "endpoints", "seconds_per_path")
@@ -90,7 +89,7 @@ def named_searches(values) -> dict:
 
 
 def train_run(name, flags, args) -> str:
-    from training import train
+    from .. import train
 
     run_dir = os.path.join(args.out_dir, name)
     command = ["--preset", args.preset, "--decoder", args.decoder, "--data", args.data,
@@ -102,7 +101,7 @@ def train_run(name, flags, args) -> str:
 
 def table(rows, modes, figures=FIGURES, grid_only=False) -> list[str]:
     """One line per run and method (`modes`): its reconstruction and the path `figures`."""
-    from training.evaluation.path_metrics import formatted
+    from ..evaluation.path_metrics import formatted
 
     def shown_value(name, values):
         if name not in values:
@@ -140,7 +139,7 @@ def step_table(rows, modes) -> list[str]:
 def training_command(run_dir) -> str:
     """The `training.train` command that reproduces a run: its preset and the settings its
     configuration holds beyond that preset's (for its decoder)."""
-    from training import presets
+    from .. import presets
 
     # A setting the run's configuration lacks did not exist when it was trained: it ran with the default.
     config = {**presets.DEFAULTS, **read_config(run_dir)}
@@ -156,7 +155,7 @@ def training_command(run_dir) -> str:
 
 
 def calibration_lines(judge) -> list[str]:
-    from training.evaluation.path_metrics import formatted
+    from ..evaluation.path_metrics import formatted
 
     lines = ["| reference LM on the validation split | value |", "|---|---:|"]
     for key, value in judge.calibration.items():
@@ -215,7 +214,7 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    from training import evaluate
+    from .. import evaluate
 
     runs += [(name, train_run(name, flags, args)) for name, flags in to_train]
     judge = evaluate.fluency_judge(runs[0][1], cache_dir=args.cache_dir)

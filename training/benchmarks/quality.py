@@ -19,15 +19,14 @@ import shutil
 import sys
 from typing import NamedTuple
 
-import training  # noqa: F401  (sets the Keras backend before Keras loads)
-from training.cli import HelpFormatter
-from training.benchmarks.common import (
+from ..cli import HelpFormatter
+from .common import (
     DEFAULT_DATA, data_missing, measured_on, relative_command, relative_path, settings_line,
 )
-from training import rundir
+from .. import rundir
 
 def run_one(decoder, args):
-    from training import evaluate, presets, train
+    from .. import evaluate, presets, train
 
     run_dir = os.path.join(args.out_dir, decoder)
     config = presets.resolve("tatoeba-cpu", {

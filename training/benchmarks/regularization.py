@@ -20,10 +20,9 @@ import shutil
 import statistics
 import sys
 
-import training  # noqa: F401  (sets the Keras backend before Keras loads)
-from training.benchmarks.common import DEFAULT_DATA, data_missing, measured_on, relative_command, settings_line
-from training.cli import HelpFormatter
-from training import rundir
+from .common import DEFAULT_DATA, data_missing, measured_on, relative_command, settings_line
+from ..cli import HelpFormatter
+from .. import rundir
 
 SETTINGS = ("none", "kinetic", "jacobian", "both")
 
@@ -38,7 +37,7 @@ def run_config(setting, args) -> dict:
     """The training configuration of one setting: `tatoeba-cpu`'s trajectory decoder with
     `dopri5`, at the batch size asked for and without the preset's midpoint term (which needs a
     fixed-grid solver)."""
-    from training import presets
+    from .. import presets
 
     kinetic, jacobian = weights(setting, args)
     config = presets.resolve("tatoeba-cpu", {
@@ -51,7 +50,7 @@ def run_config(setting, args) -> dict:
 
 
 def run_one(setting, args):
-    from training import callbacks, evaluate, train
+    from .. import callbacks, evaluate, train
 
     run_dir = os.path.join(args.out_dir, setting)
     config = run_config(setting, args)

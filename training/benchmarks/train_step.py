@@ -14,8 +14,7 @@ import time
 
 import numpy as np
 
-import training  # noqa: F401  (sets the Keras backend)
-from training.cli import HelpFormatter
+from ..cli import HelpFormatter
 
 SETTINGS = [
     ("trajectory", "dopri5", {"solver": "dopri5"}),
@@ -29,7 +28,7 @@ SETTINGS = [
 def time_train_steps(decoder, solver, args, tokens, targets):
     import keras
 
-    from training import builder, presets
+    from .. import builder, presets
 
     keras.utils.set_random_seed(0)
     config = presets.resolve(None, {"decoder": decoder, "units": args.units, "max_length": args.length,

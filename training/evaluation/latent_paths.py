@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.evaluation import path_metrics
+from . import path_metrics
 
 
 def sample_pairs(count: int, pairs: int, seed: int) -> list[tuple[int, int]]:
@@ -168,7 +168,7 @@ def plot_latent_projection(path, codes, paths_by_mode, count=4):
     few linear and slerp paths drawn between pairs of them."""
     import matplotlib.pyplot as plt
 
-    from training.evaluation.report import principal_projection, save_pca_figure
+    from .report import principal_projection, save_pca_figure
 
     project = principal_projection(codes)
     figure, axis = plt.subplots(figsize=(7, 6))

@@ -99,7 +99,7 @@ def write_report(directory, metrics, reconstructions, interpolations, pictures):
                   "| p(token k+1) | " + " | ".join(f"{v:.3f}" for v in transfer["token_k_plus_1"]) + " |"]
     interpolation = metrics.get("interpolation", {})
     if interpolation:
-        from training.evaluation.path_metrics import ORDER, formatted
+        from .path_metrics import ORDER, formatted
 
         modes = list(interpolation)
         first = interpolation[modes[0]]
