@@ -81,11 +81,12 @@ def main(argv=None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    from tfode.export import ExportError, export_saved_model
+    from tfode.export import ExportError
     from tfode.paths import PathSearch, search_from_name
     from tfode.solvers import AdaptiveSolver
     from . import builder
     from .data import DataError
+    from .serving_export import export_for_serving
     from .rundir import load_language_model, load_run
 
     try:
@@ -107,8 +108,8 @@ def main(argv=None) -> int:
         except (DataError, FileNotFoundError, KeyError) as error:
             raise ExportError(f"the run's test sentences for the latent map cannot be read ({error!r}); "
                               "pass --landmarks 0 to export without a map") from None
-        path = export_saved_model(model, text, args.export_base, args.model_name, args.version,
-                                  args.overwrite, args.beam_width, path_search=search,
+        path = export_for_serving(model, text, args.export_base, args.model_name, args.version,
+                                  args.overwrite, beam_width=args.beam_width, path_search=search,
                                   language_model=language_model, landmarks=landmarks)
     except (ExportError, RunError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
