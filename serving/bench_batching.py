@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 
-from .cli import HelpFormatter
+from .cli import HelpFormatter, add_export_arguments
 from .loadtest import SENTENCES
 
 
@@ -55,8 +55,7 @@ def measure(version, rows: int, threads: int, seconds: float) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.bench_batching", description=__doc__,
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--export-base", required=True, help="the export folder (holds MODEL_NAME/VERSION)")
-    parser.add_argument("--model-name", default="tfode", help="the model's folder under --export-base")
+    add_export_arguments(parser)
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 16], help="sentences per run")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="threads calling the session at once")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per setting")

@@ -17,7 +17,7 @@ import statistics
 import sys
 import time
 
-from .cli import HelpFormatter
+from .cli import HelpFormatter, add_export_arguments
 from .loadtest import SENTENCES
 
 
@@ -34,8 +34,7 @@ def pairs(sentences: list[str], count: int, rng) -> tuple[list[str], list[str]]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.bench_path", description=__doc__,
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--export-base", required=True, help="the export folder (holds MODEL_NAME/VERSION)")
-    parser.add_argument("--model-name", default="tfode", help="the model's folder under --export-base")
+    add_export_arguments(parser)
     parser.add_argument("--sentences", help="a file of sentences, one a line (default: the load test's)")
     parser.add_argument("--pairs-per-run", type=int, default=25, help="paths per call of the signature")
     parser.add_argument("--points", type=int, default=9, help="points per path, ends included")

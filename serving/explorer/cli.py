@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import tempfile
-import threading
 
-from ..cli import HelpFormatter
+from ..cli import HelpFormatter, run_until_stopped
 
 BATCHING_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "batching.config")
 
@@ -95,12 +93,11 @@ def main(argv=None) -> int:
                 model_server.stop()
             print(f"error: {error}", file=sys.stderr)
             return 2
-        stopped = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stopped.set())
-        explorer.start()
-        print(f"tfode explorer at {explorer.address} (model server REST at {rest}); Ctrl-C stops it", flush=True)
-        stopped.wait()
+        def start():
+            explorer.start()
+            print(f"tfode explorer at {explorer.address} (model server REST at {rest}); Ctrl-C stops it", flush=True)
+
+        run_until_stopped(start)
         explorer.shutdown()
         explorer.server_close()
         if model_server:
