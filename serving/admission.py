@@ -19,8 +19,8 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from serving.errors import ServingError
-from serving.model_manager import Models
+from .errors import ServingError
+from .model_manager import Models
 
 
 MAX_REQUEST_BYTES = 2**31 - 1  # the stock server's gRPC message limit (INT32_MAX)
@@ -175,7 +175,7 @@ def predict(models: Models, limits: Limits, target: Target, decode_inputs, *,
     signature of the version that runs it (REST's row format needs it to name a lone input), so
     that a request that fails to decode is counted like any other. With a `batcher`
     (`serving.batching.BatchScheduler`) the request joins a server-side batch;
-    otherwise it runs alone under `limits`. `metrics` (`serving.metrics.ServingMetrics`) counts
+    otherwise it runs alone under `limits`. `metrics` (`serving.monitoring.ServingMetrics`) counts
     it by status; `deadline` is a `time.monotonic()` instant; `output_filter` (gRPC's) names the
     outputs answered (all when empty)."""
     started = time.monotonic()

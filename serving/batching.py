@@ -26,8 +26,8 @@ import time
 from concurrent.futures import Future
 
 import numpy as np
-from serving import protos
-from serving.errors import ServingError
+from . import protos
+from .errors import ServingError
 
 _WRAPPED = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads",
             "thread_pool_name", "enable_large_batch_splitting", "max_execution_batch_size")

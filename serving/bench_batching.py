@@ -21,8 +21,8 @@ import sys
 import threading
 import time
 
-from serving.cli import HelpFormatter
-from serving.loadtest import SENTENCES
+from .cli import HelpFormatter, add_export_arguments
+from .loadtest import SENTENCES
 
 
 def measure(version, rows: int, threads: int, seconds: float) -> dict:
@@ -55,8 +55,7 @@ def measure(version, rows: int, threads: int, seconds: float) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.bench_batching", description=__doc__,
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--export-base", required=True, help="the export folder (holds MODEL_NAME/VERSION)")
-    parser.add_argument("--model-name", default="tfode", help="the model's folder under --export-base")
+    add_export_arguments(parser)
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 16], help="sentences per run")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="threads calling the session at once")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per setting")
@@ -69,7 +68,7 @@ def main(argv=None) -> int:
         parser.error("--rows and --threads must be >= 1 and --seconds > 0")
     import tensorflow_text  # noqa: F401  (the graphs' text ops; loaded after the arguments are read)
 
-    from serving.model_manager import SessionThreads, load_newest
+    from .model_manager import SessionThreads, load_newest
 
     threads = SessionThreads(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism)
     try:

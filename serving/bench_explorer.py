@@ -19,7 +19,7 @@ import random
 import sys
 import tempfile
 
-from serving.cli import HelpFormatter
+from .cli import HelpFormatter, add_export_arguments
 
 TARGETS_MS = {"slider": 300, "pair": 1000}  # p95 a person waits for a slider move, a new pair
 
@@ -33,8 +33,7 @@ def percentile(values, share: float) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.bench_explorer", description=__doc__,
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--export-base", required=True, help="the export folder (holds MODEL_NAME/VERSION)")
-    parser.add_argument("--model-name", default="tfode", help="the model's folder under --export-base")
+    add_export_arguments(parser)
     parser.add_argument("--pairs", type=int, default=12, help="pairs of sentences typed")
     parser.add_argument("--moves", type=int, default=5, help="slider moves after each pair")
     parser.add_argument("--points", type=int, default=9, help="points of each path")
@@ -44,9 +43,9 @@ def main(argv=None) -> int:
     if args.pairs < 1 or args.moves < 1 or args.points < 2:
         parser.error("--pairs and --moves must be >= 1 and --points >= 2")
 
-    from serving.explorer.app import ExplorerServer
-    from serving.explorer.browser import ExplorerPage, chromium
-    from serving.explorer.cli import packaged_max_batch_size, start_model_server
+    from .explorer.app import ExplorerServer
+    from .explorer.browser import ExplorerPage, chromium
+    from .explorer.cli import packaged_max_batch_size, start_model_server
 
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="bench-explorer-") as folder:

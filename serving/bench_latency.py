@@ -17,10 +17,10 @@ import time
 
 import numpy as np
 
-from serving.cli import HelpFormatter
-from serving.client import TFServingClient
-from serving.launch import ServerProcess
-from serving.loadtest import SENTENCES
+from .cli import HelpFormatter, add_export_arguments
+from .client import TFServingClient
+from .launch import ServerProcess
+from .loadtest import SENTENCES
 
 
 def percentiles(seconds):
@@ -42,14 +42,13 @@ def time_calls(call, requests, warmup=5):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.bench_latency", description=__doc__,
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--export-base", required=True, help="the export folder (holds MODEL_NAME/VERSION)")
-    parser.add_argument("--model-name", default="tfode", help="the model's name on the server")
+    add_export_arguments(parser)
     parser.add_argument("--requests", type=int, default=200, help="timed requests per path")
     args = parser.parse_args(argv)
     import tensorflow as tf  # after the arguments, so that --help answers at once
     import tensorflow_text  # noqa: F401  (the graphs' text ops)
 
-    from serving.model_manager import versions_on_disk
+    from .model_manager import versions_on_disk
 
     model_dir = os.path.join(args.export_base, args.model_name)
     versions = versions_on_disk(model_dir)

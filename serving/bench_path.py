@@ -17,8 +17,8 @@ import statistics
 import sys
 import time
 
-from serving.cli import HelpFormatter
-from serving.loadtest import SENTENCES
+from .cli import HelpFormatter, add_export_arguments
+from .loadtest import SENTENCES
 
 
 def pairs(sentences: list[str], count: int, rng) -> tuple[list[str], list[str]]:
@@ -34,8 +34,7 @@ def pairs(sentences: list[str], count: int, rng) -> tuple[list[str], list[str]]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.bench_path", description=__doc__,
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--export-base", required=True, help="the export folder (holds MODEL_NAME/VERSION)")
-    parser.add_argument("--model-name", default="tfode", help="the model's folder under --export-base")
+    add_export_arguments(parser)
     parser.add_argument("--sentences", help="a file of sentences, one a line (default: the load test's)")
     parser.add_argument("--pairs-per-run", type=int, default=25, help="paths per call of the signature")
     parser.add_argument("--points", type=int, default=9, help="points per path, ends included")
@@ -58,7 +57,7 @@ def main(argv=None) -> int:
     import numpy as np
     import tensorflow_text  # noqa: F401  (the graphs' text ops; loaded after the arguments are read)
 
-    from serving.model_manager import SessionThreads, load_newest
+    from .model_manager import SessionThreads, load_newest
 
     try:
         version = load_newest(os.path.join(args.export_base, args.model_name), "path", SessionThreads(0, 0))

@@ -29,7 +29,7 @@ import urllib.request
 
 import numpy as np
 
-from serving.cli import HelpFormatter
+from .cli import HelpFormatter
 
 grpc = tensor_pb2 = tensor_shape_pb2 = types_pb2 = None
 get_model_metadata_pb2 = get_model_status_pb2 = model_service_pb2_grpc = None
@@ -69,7 +69,7 @@ def tensor_proto(value):
     """NumPy/Python value → TensorProto: strings, integers as int32, floats as float32 (the
     dtypes of the model's signatures), in typed fields."""
     _load_grpc()
-    from serving.tensors import to_tensor_proto
+    from .tensors import to_tensor_proto
 
     array = np.asarray(value)
     if array.dtype.kind in "OSU":
@@ -84,7 +84,7 @@ def tensor_proto(value):
 def from_tensor_proto(proto) -> np.ndarray:
     """TensorProto → NumPy, typed fields or tensor_content alike."""
     _load_grpc()
-    from serving.tensors import from_tensor_proto as read
+    from .tensors import from_tensor_proto as read
 
     return read(proto)
 

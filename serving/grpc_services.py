@@ -24,10 +24,10 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving.admission import Limits, Target, predict
-from serving.errors import ServingError
-from serving.model_manager import Models, specs_from_config
-from serving.tensors import from_tensor_proto, to_tensor_proto
+from .admission import Limits, Target, predict
+from .errors import ServingError
+from .model_manager import Models, specs_from_config
+from .tensors import from_tensor_proto, to_tensor_proto
 
 STATE_CODES = {"START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
 

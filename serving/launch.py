@@ -23,7 +23,7 @@ class ServerProcess:
         # The log goes to a file, not a pipe nobody reads (a full pipe would block the server).
         self.log = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "serving.server", "--host", "127.0.0.1", "--port", "0",
+            [sys.executable, "-m", f"{__package__}.server", "--host", "127.0.0.1", "--port", "0",
              "--rest_api_port", str(free_port()), *flags],
             cwd=cwd, stdout=subprocess.PIPE, stderr=self.log, text=True,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},

@@ -39,8 +39,8 @@ import urllib.request
 
 import numpy as np
 
-from serving.cli import HelpFormatter
-from serving.client import ServingClientError, TFServingClient
+from .cli import HelpFormatter
+from .client import ServingClientError, TFServingClient
 
 SENTENCES = [
     "i like your style .", "the pain was unbearable .", "he has a red car .",
@@ -212,7 +212,7 @@ def report_single(args) -> int:
 
 
 def report_compare(args) -> int:
-    from serving.launch import ServerProcess
+    from .launch import ServerProcess
 
     model_dir = os.path.join(args.export_base, args.model_name)
     if not os.path.isdir(model_dir):

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the text ops the graphs use)
 
-from serving.errors import ServingError
+from .errors import ServingError
 
 log = logging.getLogger("serving.model_manager")
 

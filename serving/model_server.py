@@ -15,10 +15,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import grpc  # noqa: E402
 
-from serving import grpc_services, rest  # noqa: E402
-from serving.admission import MAX_REQUEST_BYTES, Limits  # noqa: E402
-from serving.model_manager import Loading, Models, ModelSpec, SessionThreads, VersionPolicy  # noqa: E402
-from serving.model_manager import read_config_file  # noqa: E402
+from . import grpc_services, rest  # noqa: E402
+from .admission import MAX_REQUEST_BYTES, Limits  # noqa: E402
+from .model_manager import Loading, Models, ModelSpec, SessionThreads, VersionPolicy  # noqa: E402
+from .model_manager import read_config_file  # noqa: E402
 
 log = logging.getLogger("serving.server")
 
@@ -60,8 +60,8 @@ class ModelServer:
     config file raises ValueError (or OSError for a port) before anything listens."""
 
     def __init__(self, args):
-        from serving.batching import BatchingParameters, BatchScheduler
-        from serving.metrics import ServingMetrics, monitoring_path
+        from .batching import BatchingParameters, BatchScheduler
+        from .monitoring import ServingMetrics, monitoring_path
 
         self.args = args
         self.config_file = args.model_config_file or None

@@ -22,10 +22,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 from google.protobuf import json_format
 
-from serving.admission import Limits, Target, predict
-from serving.errors import HTTP_STATUS, ServingError
-from serving.grpc_services import signature_def_map
-from serving.model_manager import Models
+from .admission import Limits, Target, predict
+from .errors import HTTP_STATUS, ServingError
+from .grpc_services import signature_def_map
+from .model_manager import Models
 
 log = logging.getLogger("serving.server")
 
@@ -163,7 +163,7 @@ def make_rest_handler(models: Models, limits: Limits, batcher=None, metrics=None
         def do_GET(self):  # noqa: N802 - the stdlib's name
             path = self.path.split("?")[0]
             if metrics_path is not None and path == metrics_path:
-                from serving.metrics import CONTENT_TYPE
+                from .monitoring import CONTENT_TYPE
 
                 self._send(HTTPStatus.OK, metrics.page(), CONTENT_TYPE)
                 return

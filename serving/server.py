@@ -26,11 +26,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 
-from serving.cli import HelpFormatter
+from .cli import HelpFormatter, run_until_stopped
 
 # TensorFlow loads only once the arguments are read (serving.model_server), so --help and
 # --version answer at once.
@@ -176,18 +174,14 @@ def main(argv=None) -> int:
     if ignored:
         logging.getLogger("serving.server").warning("these flags have no effect on this server: %s",
                                                     " ".join(ignored))
-    from serving.model_server import ModelServer
+    from .model_server import ModelServer
 
     try:
         server = ModelServer(args)
     except (OSError, RuntimeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    done = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: done.set())
-    server.start()
-    done.wait()
+    run_until_stopped(server.start)
     server.stop()
     return 0
 

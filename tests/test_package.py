@@ -42,15 +42,23 @@ def test_a_wheel_installs_into_a_fresh_environment_and_its_commands_run(tmp_path
     work.mkdir()
     environ = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    where = run([str(python), "-c", "import tfode, training, serving; print(tfode.__version__, tfode.__file__)"],
+    import zipfile
+
+    # Only names of this project's own: no top-level training or serving for a user's folder to clash with.
+    with zipfile.ZipFile(wheel) as archive:
+        top = {name.split("/")[0] for name in archive.namelist()}
+    assert {name for name in top if not name.endswith(".dist-info")} == {"tfode", "tfode_training", "tfode_serving"}
+    where = run([str(python), "-c", "import importlib.util as u, tfode, tfode_training, tfode_serving; "
+                 "print(tfode.__version__, tfode.__file__, u.find_spec('training'), u.find_spec('serving'))"],
                 cwd=work, env=environ).stdout.split()
     assert where[1].startswith(str(environment)), where  # the wheel's copy, not the checkout
+    assert where[2:] == ["None", "None"], where
     bin_dir = environment / "bin"
     for script in ("tfode-train", "tfode-evaluate", "tfode-export", "tfode-serve", "tfode-client", "tfode-loadtest",
                    "tfode-explore"):
         assert "usage:" in run([str(bin_dir / script), "--help"], cwd=work, env=environ).stdout
     # The explorer's page travels in the wheel.
-    static = run([str(python), "-c", "import serving.explorer.app as app, os; print(sorted(os.listdir(app.STATIC_DIR)))"],
+    static = run([str(python), "-c", "import tfode_serving.explorer.app as app, os; print(sorted(os.listdir(app.STATIC_DIR)))"],
                  cwd=work, env=environ).stdout
     assert "'explorer.js'" in static and "'index.html'" in static
     run([str(bin_dir / "tfode-train"), "--preset", "tiny", "--epochs", "1", "--run-dir", "run", "--quiet"],
@@ -60,9 +68,10 @@ def test_a_wheel_installs_into_a_fresh_environment_and_its_commands_run(tmp_path
 
 COMMANDS = sorted(
     f"{package}.{name[:-3]}"
-    for package in ("training", "serving")
-    for name in os.listdir(os.path.join(ROOT, package))
-    if name.endswith(".py") and 'if __name__ == "__main__"' in open(os.path.join(ROOT, package, name)).read()
+    for package in ("training", "training.benchmarks", "serving", "serving.explorer")
+    for name in os.listdir(os.path.join(ROOT, *package.split(".")))
+    if name.endswith(".py")
+    and 'if __name__ == "__main__"' in open(os.path.join(ROOT, *package.split("."), name)).read()
 )
 
 # Runs a command's `--help` in a fresh process, keeping the parser it built (and its subcommands'

@@ -1,7 +1,6 @@
-"""The serving signatures and the atomic SavedModel writer.
+"""The serving signatures, and the SavedModel that holds them.
 
-`export_saved_model(model, text, export_base, model_name, version)` writes
-`export_base/model_name/version/`, the layout TF Serving watches, with tag `serve` and these
+`save_saved_model(model, text, directory)` writes a SavedModel with tag `serve` and these
 signatures over raw UTF-8 strings (normalisation, tokenisation and vocabulary lookup run inside
 the graph; the vocabulary travels as an asset):
 
@@ -53,10 +52,8 @@ Every input and output of every signature is per row (its first dimension is the
 TF Serving's server-side batching can concatenate requests along dimension 0 and split the
 answers back. Bad input (an empty batch, an empty or over-long sentence, rows of different
 counts, a bad alpha, mode or time) fails the request with InvalidArgumentError and a message
-saying what was wrong. The export is
-written to a hidden temporary folder and renamed into place, so a watcher never sees half a
-model; `assets.extra/` holds `tfode.json` (settings, solver, vocabulary size) and
-`tf_serving_warmup_requests` (one request per signature).
+saying what was wrong. `assets.extra/tfode.json` holds the settings (solver, search,
+vocabulary size, limits). `training.serving_export` places it in TF Serving's layout.
 """
 
 from __future__ import annotations
@@ -73,7 +70,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfode.model import Seq2SeqODE
-from tfode import atomic, paths, solvers
+from tfode import paths, solvers
 from tfode.latent_map import NEIGHBOURS, LatentMap
 from tfode.text import TextProcessor
 
@@ -82,7 +79,6 @@ TOP_K = 5
 SIGNATURES = ("serving_default", "decode", "encode", "interpolate", "path", "trajectory", "decode_latent",
               "trajectory_latent")
 MAP_SIGNATURES = ("landmarks", "locate")  # only in an export given landmark sentences
-WARMUP_FILE = "tf_serving_warmup_requests"
 METADATA_FILE = "tfode.json"
 
 
@@ -327,44 +323,6 @@ def metadata(model: Seq2SeqODE, text: TextProcessor, beam_width: int, path_searc
     }
 
 
-def warmup_requests(model_name: str, units: int, signatures=SIGNATURES):
-    """One `PredictionLog` per signature of `signatures`, for
-    `assets.extra/tf_serving_warmup_requests`: each of several rows, so that warm-up also traces
-    the batched shapes (`units`: the latent width). Every signature name is warmed, aliases
-    included: the session prepares each signature's subgraph at its first call."""
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-
-    examples = {
-        "serving_default": {"sentences": tf.constant(["i like your style .", "the cat sat on the mat ."])},
-        "decode": {"sentences": tf.constant(["i like your style .", "the cat sat on the mat ."])},
-        "encode": {"sentences": tf.constant(["i like your style .", "you ."])},
-        "interpolate": {
-            "sentence_a": tf.constant(["i like your style ."] * 3),
-            "sentence_b": tf.constant(["the pain was unbearable ."] * 3),
-            "alpha": tf.constant([0.0, 0.5, 1.0]),
-            "mode": tf.constant(["slerp", "slerp", "linear"]),
-        },
-        "path": {"sentence_a": tf.constant(["i like your style .", "you ."]),
-                 "sentence_b": tf.constant(["the pain was unbearable .", "i like your style ."]),
-                 "points": tf.constant([9, 5])},
-        "trajectory": {"sentences": tf.constant(["i like your style ."] * 2 + ["you ."]),
-                       "time": tf.constant([0.5, 1.0, 1.5])},
-        "decode_latent": {"latent": tf.zeros([2, units])},
-        "trajectory_latent": {"latent": tf.zeros([2, units]), "time": tf.constant([0.5, 2.0])},
-        "landmarks": {"count": tf.constant([400, 1])},
-        "locate": {"codes": tf.zeros([2, units])},
-    }
-    for signature, inputs in examples.items():
-        if signature not in signatures:
-            continue
-        request = predict_pb2.PredictRequest(
-            model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature)
-        )
-        for key, value in inputs.items():
-            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-        yield prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
-
-
 def fit_latent_map(model: Seq2SeqODE, text: TextProcessor, sentences, batch_size: int = 256) -> LatentMap:
     """The `LatentMap` fitted on the codes the model gives `sentences` (a list of strings)."""
     sentences = [sentence for sentence in dict.fromkeys(sentences) if sentence.strip()]
@@ -388,29 +346,26 @@ def rows_alone(model: Seq2SeqODE) -> Seq2SeqODE:
     return model
 
 
-def export_saved_model(
+def save_saved_model(
     model: Seq2SeqODE,
     text: TextProcessor,
-    export_base: str,
-    model_name: str,
-    version: int | None = None,
-    overwrite: bool = False,
+    directory: str,
     beam_width: int = 1,
     path_search: paths.PathSearch | None = None,
     language_model=None,
     landmarks=None,
-) -> str:
-    """Writes the SavedModel atomically; returns the version folder's path. The `path`
-    signature finds paths with `path_search` (default `PathSearch()`), asking `language_model`
-    (a `tfode.LanguageModel`, optional; its weights are saved in the SavedModel). Given
-    `landmarks` (real sentences, e.g. the test split), the export also holds a `LatentMap`
-    fitted on their codes and the `landmarks` and `locate` signatures.
-
-    `version` defaults to one more than the newest present (1 for the first). An existing
-    version is refused unless `overwrite`.
+) -> tuple[str, ...]:
+    """Writes the SavedModel (tag `serve`, the signatures above, `assets.extra/tfode.json`) into
+    `directory`, which must not exist; returns the signature names. The `path` signature finds
+    paths with `path_search` (default `PathSearch()`), asking `language_model` (a
+    `tfode.LanguageModel`, optional; its weights are saved in the SavedModel). Given `landmarks`
+    (real sentences, e.g. the test split), the SavedModel also holds a `LatentMap` fitted on
+    their codes and the `landmarks` and `locate` signatures. Every argument is checked before
+    anything is written (`ExportError`); the TF Serving layout around it (version folders,
+    warm-up records, an atomic rename) is `training.serving_export`'s.
     """
-    if not model_name or os.sep in model_name or model_name.startswith("."):
-        raise ExportError(f"Invalid model name {model_name!r}.")
+    if os.path.exists(directory):
+        raise ExportError(f"{directory} exists; a SavedModel is written into a new folder.")
     if beam_width < 1:
         raise ExportError(f"beam_width must be at least 1, got {beam_width}.")
     if beam_width != 1 and not model.decoder.autoregressive:
@@ -418,21 +373,9 @@ def export_saved_model(
             f"The {type(model.decoder).__name__} is non-autoregressive: it has no beam search; "
             "export with beam_width=1."
         )
-    model_dir = os.path.join(export_base, model_name)
-    os.makedirs(model_dir, exist_ok=True)
-    existing = [int(name) for name in os.listdir(model_dir) if name.isdigit()]
-    if version is None:
-        version = max(existing, default=0) + 1
-    if version < 1:
-        raise ExportError(f"Versions are positive integers, got {version}.")
-    final = os.path.join(model_dir, str(version))
-    if os.path.exists(final) and not overwrite:
-        raise ExportError(f"{final} exists; choose another --version or pass --overwrite.")
-
     if language_model is not None and language_model.vocab_size != text.vocabulary_size:
         raise ExportError(f"The language model's vocabulary ({language_model.vocab_size} ids) is not the "
                           f"model's ({text.vocabulary_size}).")
-
     path_search = path_search or paths.PathSearch()
     if path_search.refinement is not None:
         try:
@@ -441,35 +384,31 @@ def export_saved_model(
             raise ExportError(str(error)) from None
     latent_map = None if landmarks is None else fit_latent_map(model, text, landmarks)
     model = rows_alone(model)
-    with atomic.replacing(final) as temporary:
-        module = ServingModule(model, text, beam_width, path_search, language_model, latent_map)
-        latent = tf.TensorSpec([None, model.encoder.units], tf.float32, name="latent")
-        signatures = {
-            "serving_default": module.decode.get_concrete_function(),
-            "decode": module.decode.get_concrete_function(),
-            "encode": module.encode.get_concrete_function(),
-            "interpolate": module.interpolate.get_concrete_function(),
-            "path": module.path.get_concrete_function(),
-            "trajectory": module.trajectory.get_concrete_function(),
-            "decode_latent": tf.function(module.decode_latent, input_signature=[latent]).get_concrete_function(),
-            "trajectory_latent": tf.function(module.trajectory_latent, input_signature=[
-                latent, tf.TensorSpec([None], tf.float32, name="time")]).get_concrete_function(),
-        }
-        if latent_map is not None:
-            signatures["landmarks"] = tf.function(module.landmarks, input_signature=[
-                tf.TensorSpec([None], tf.int32, name="count")]).get_concrete_function()
-            signatures["locate"] = tf.function(module.locate, input_signature=[
-                tf.TensorSpec([None, model.encoder.units], tf.float32, name="codes")]).get_concrete_function()
-        # Serving never differentiates a signature; TFP's solvers' gradients (traced for saving by
-        # default) fail to trace for BDF inside the per-row loop of `rows_alone`.
-        assert set(signatures) == set(SIGNATURES) | (set() if latent_map is None else set(MAP_SIGNATURES))
-        tf.saved_model.save(module, temporary, signatures=signatures,
-                            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
-        extra = os.path.join(temporary, "assets.extra")
-        os.makedirs(extra, exist_ok=True)
-        with open(os.path.join(extra, METADATA_FILE), "w") as handle:
-            json.dump(metadata(model, text, beam_width, path_search, language_model, latent_map), handle, indent=2)
-        with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
-            for log in warmup_requests(model_name, model.encoder.units, signatures):
-                writer.write(log.SerializeToString())
-    return final
+    module = ServingModule(model, text, beam_width, path_search, language_model, latent_map)
+    latent = tf.TensorSpec([None, model.encoder.units], tf.float32, name="latent")
+    signatures = {
+        "serving_default": module.decode.get_concrete_function(),
+        "decode": module.decode.get_concrete_function(),
+        "encode": module.encode.get_concrete_function(),
+        "interpolate": module.interpolate.get_concrete_function(),
+        "path": module.path.get_concrete_function(),
+        "trajectory": module.trajectory.get_concrete_function(),
+        "decode_latent": tf.function(module.decode_latent, input_signature=[latent]).get_concrete_function(),
+        "trajectory_latent": tf.function(module.trajectory_latent, input_signature=[
+            latent, tf.TensorSpec([None], tf.float32, name="time")]).get_concrete_function(),
+    }
+    if latent_map is not None:
+        signatures["landmarks"] = tf.function(module.landmarks, input_signature=[
+            tf.TensorSpec([None], tf.int32, name="count")]).get_concrete_function()
+        signatures["locate"] = tf.function(module.locate, input_signature=[
+            tf.TensorSpec([None, model.encoder.units], tf.float32, name="codes")]).get_concrete_function()
+    assert set(signatures) == set(SIGNATURES) | (set() if latent_map is None else set(MAP_SIGNATURES))
+    # Serving never differentiates a signature; TFP's solvers' gradients (traced for saving by
+    # default) fail to trace for BDF inside the per-row loop of `rows_alone`.
+    tf.saved_model.save(module, directory, signatures=signatures,
+                        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+    extra = os.path.join(directory, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    with open(os.path.join(extra, METADATA_FILE), "w") as handle:
+        json.dump(metadata(model, text, beam_width, path_search, language_model, latent_map), handle, indent=2)
+    return tuple(signatures)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable, NamedTuple
 
-from training import presets
+from . import presets
 
 DECODERS = ("trajectory", "odernn", "gru")
 AUTOREGRESSIVE = ("odernn", "gru")

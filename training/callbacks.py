@@ -13,8 +13,8 @@ import time
 import keras
 import numpy as np
 
-from training.rundir import save_model_atomically
-from training import rundir
+from .rundir import save_model_atomically
+from . import rundir
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
@@ -83,6 +83,9 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+COSINE_FLOOR = 0.02  # a cosine schedule ends at this fraction of its base rate
+
+
 class ProgressSchedule(keras.callbacks.Callback):
     """Base of the schedules that follow how far through training a run is.
 
@@ -122,7 +125,7 @@ class CosineSchedule(ProgressSchedule):
         warmup_steps: int = 0,
         total_steps: int | None = None,
         seconds: float | None = None,
-        final_fraction: float = 0.02,
+        final_fraction: float = COSINE_FLOOR,
     ):
         super().__init__(total_steps, seconds)
         self.base = base

@@ -26,6 +26,20 @@ class Task(NamedTuple):
     workers: int  # tasks that train (chief and workers)
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free TCP ports on 127.0.0.1, for the workers of a cluster on one machine."""
+    import socket
+
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
 def current_task() -> Task:
     """This process's task in `TF_CONFIG`; ValueError says what is missing or malformed."""
     raw = os.environ.get("TF_CONFIG")

@@ -14,7 +14,7 @@ import urllib.request
 import zipfile
 from typing import NamedTuple
 
-from training import grammar
+from . import grammar
 
 TATOEBA_URL = "https://www.manythings.org/anki/fra-eng.zip"
 TATOEBA_ENV = "TFODE_TATOEBA"  # a local copy of the zip, used instead of downloading

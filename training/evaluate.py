@@ -14,11 +14,10 @@ import json
 import os
 import sys
 
-import training  # noqa: F401  (sets the Keras backend before Keras loads)
-from training.data import DataError
-from training.rundir import RunError
-from training import rundir
-from training.run_data import run_sentences
+from .data import DataError
+from .rundir import RunError
+from . import rundir
+from .run_data import run_sentences
 
 FRACTIONS = [0.0, 0.25, 0.5, 0.75, 1.0]
 
@@ -71,9 +70,10 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
     import numpy as np
     import tensorflow as tf
 
-    from training import grammar, report
-    from training import metrics as scores
-    from training.rundir import load_language_model, load_run
+    from . import grammar
+    from .evaluation import report
+    from .evaluation import scores
+    from .rundir import load_language_model, load_run
     from tfode.tokens import append_eos
 
     config, text, model = load_run(run_dir)
@@ -189,7 +189,7 @@ def evaluate(run_dir, data=None, split="test", limit=None, beam_width=1, batch_s
     pictures += ["trajectories.png", "token_probabilities.png"]
 
     # Latent paths between seeded pairs of sentences.
-    from training import latent_paths
+    from .evaluation import latent_paths
 
     examples = {}
     accepts = grammar.accepts if config["data"] == "synthetic" and not data else None
@@ -234,7 +234,7 @@ def print_metrics(metrics, report_dir) -> None:
     if metrics.get("midpoint_consistency") is not None:
         line += f", midpoint consistency {100 * metrics['midpoint_consistency']:.1f} %"
     print(line)
-    from training.path_metrics import summary_line
+    from .evaluation.path_metrics import summary_line
 
     for mode, figures in metrics.get("interpolation", {}).items():
         print(f"latent paths ({mode}, {figures['paths']} pairs, {figures['points']} points): {summary_line(figures)}")
@@ -255,9 +255,9 @@ def print_metrics(metrics, report_dir) -> None:
 
 def fluency_judge(run_dir, data=None, cache_dir=None):
     """The reference language model of the run's training split, and the fluency threshold from
-    its validation split (`training.reference_lm`)."""
-    from training import reference_lm
-    from training.rundir import read_config
+    its validation split (`training.evaluation.reference_lm`)."""
+    from .evaluation import reference_lm
+    from .rundir import read_config
 
     config = read_config(run_dir)
     train_split = run_sentences(config, data, "train")
@@ -275,7 +275,7 @@ def evaluate_in_subprocess(run_dir, limit=None, beam_width=1, report_dir=None) -
 
     with tempfile.TemporaryDirectory() as scratch:
         out = os.path.join(scratch, "metrics.json")
-        command = [sys.executable, "-m", "training.evaluate", "--run-dir", run_dir,
+        command = [sys.executable, "-m", f"{__package__}.evaluate", "--run-dir", run_dir,
                    "--beam-width", str(beam_width), "--metrics-out", out]
         if limit:
             command += ["--limit", str(limit)]

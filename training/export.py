@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import training  # noqa: F401  (sets the Keras backend before Keras loads)
-from training.presets import DEFAULTS
-from training.rundir import RunError
+from .presets import DEFAULTS
+from .rundir import RunError
 
 DEFAULT_LANDMARKS = 400  # enough for a readable map and its neighbours; small beside the model
 
@@ -45,8 +44,8 @@ def landmark_sentences(run_dir: str, count: int, seed: int = 0) -> list[str]:
     """A seeded sample of `count` sentences of the run's test split (all of them if fewer)."""
     import random
 
-    from training.rundir import read_config
-    from training.run_data import run_sentences
+    from .rundir import read_config
+    from .run_data import run_sentences
 
     test = run_sentences(read_config(run_dir), split="test").sentences
     return test if len(test) <= count else random.Random(seed).sample(test, count)
@@ -82,12 +81,13 @@ def main(argv=None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    from tfode.export import ExportError, export_saved_model
+    from tfode.export import ExportError
     from tfode.paths import PathSearch, search_from_name
     from tfode.solvers import AdaptiveSolver
-    from training import builder
-    from training.data import DataError
-    from training.rundir import load_language_model, load_run
+    from . import builder
+    from .data import DataError
+    from .serving_export import export_for_serving
+    from .rundir import load_language_model, load_run
 
     try:
         _, text, model = load_run(args.run_dir)
@@ -108,8 +108,8 @@ def main(argv=None) -> int:
         except (DataError, FileNotFoundError, KeyError) as error:
             raise ExportError(f"the run's test sentences for the latent map cannot be read ({error!r}); "
                               "pass --landmarks 0 to export without a map") from None
-        path = export_saved_model(model, text, args.export_base, args.model_name, args.version,
-                                  args.overwrite, args.beam_width, path_search=search,
+        path = export_for_serving(model, text, args.export_base, args.model_name, args.version,
+                                  args.overwrite, beam_width=args.beam_width, path_search=search,
                                   language_model=language_model, landmarks=landmarks)
     except (ExportError, RunError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -6,7 +6,7 @@
 Fits a `tfode.LanguageModel` over the run's own vocabulary on the run's training split (Keras
 `fit`), sets its threshold to the `--quantile`-th score of the validation split's sentences (so
 that 95 % of real sentences are fluent by default), and writes `DIR/language_model.keras`
-atomically. `Seq2SeqODE.path`, `training.evaluate`, `training.bench_interpolation` and
+atomically. `Seq2SeqODE.path`, `training.evaluate`, `training.benchmarks.interpolation` and
 `training.export` use it when it is there. It is a model of its own (other settings and seed than
 the reference language model that `training.evaluate --judge` trains to judge fluency).
 """
@@ -17,10 +17,9 @@ import argparse
 import os
 import sys
 
-import training  # noqa: F401  (sets the Keras backend before Keras loads)
-from training.cli import HelpFormatter
-from training.data import DataError
-from training.rundir import RunError
+from .cli import HelpFormatter
+from .data import DataError
+from .rundir import RunError
 
 
 def fit(run_dir: str, epochs: int = 3, units: int = 256, embedding_dim: int = 64, quantile: float = 0.05,
@@ -32,8 +31,8 @@ def fit(run_dir: str, epochs: int = 3, units: int = 256, embedding_dim: int = 64
     from tfode.losses import MaskedCrossEntropy
     from tfode.text import TextProcessor
     from tfode.tokens import append_eos
-    from training.run_data import run_sentences
-    from training.rundir import LANGUAGE_MODEL_FILE, read_config, save_model_atomically
+    from .run_data import run_sentences
+    from .rundir import LANGUAGE_MODEL_FILE, read_config, save_model_atomically
 
     config = read_config(run_dir)
     text = TextProcessor.load(run_dir)

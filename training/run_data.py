@@ -22,8 +22,8 @@ class RunSentences(NamedTuple):
 def run_sentences(config: dict, data: str | None = None, split: str = "test") -> RunSentences:
     """The `split` ("train", "validation", "test", or "all": every sentence, deduplicated) of
     `data` (default: the run's own source) as the run split it."""
-    from training import data as loaders
-    from training import pipeline, streaming
+    from . import data as loaders
+    from . import pipeline, streaming
 
     if split not in SPLIT_CHOICES:
         raise ValueError(f"Unknown split {split!r}; expected one of {SPLIT_CHOICES}.")

@@ -141,7 +141,7 @@ def token_rows(path: str, split: str, text, min_words: int = 5, max_words: int =
 def load_splits(path: str, min_words: int = 5, max_words: int = 14):
     """Every split as a list of sentences (`pipeline.Splits`), for evaluation, which needs them
     whole (the reference language model, the corpus membership of interpolants)."""
-    from training.pipeline import Splits
+    from .pipeline import Splits
 
     parts = {name: [] for name in SPLIT_BUCKETS}
     for batch, buckets in _labelled(path, min_words, max_words).as_numpy_iterator():

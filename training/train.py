@@ -21,11 +21,10 @@ import sys
 import time
 import warnings
 
-import training  # noqa: F401  (sets the Keras backend before Keras loads)
-from training import builder, presets
-from training.data import DataError
-from training.rundir import CONFIG_FILE, MODEL_FILE, RunError, read_config, write_json_atomically
-from training import rundir
+from . import builder, presets
+from .data import DataError
+from .rundir import CONFIG_FILE, MODEL_FILE, RunError, read_config, write_json_atomically
+from . import rundir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,7 +95,7 @@ def configure_devices(config: dict) -> None:
             tf.config.threading.set_intra_op_parallelism_threads(1)
         # Grappler's arithmetic optimizer does not rewrite a graph the same way in every process:
         # with a fixed-grid solve inside the ODE-RNN's loop, about one run in five computed the
-        # same step with a last-bit difference (training.bench_determinism). Off, every process
+        # same step with a last-bit difference (training.benchmarks.determinism). Off, every process
         # runs the graph as traced.
         tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
     keras.mixed_precision.set_global_policy("mixed_float16" if config["mixed_precision"] else "float32")
@@ -106,7 +105,7 @@ def make_strategy(config: dict):
     import tensorflow as tf
 
     if config["distribute"] == "multiworker":
-        from training import cluster
+        from . import cluster
 
         cluster.patch_keras_for_multiworker()
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -125,19 +124,41 @@ def schedule_length(config: dict, steps_per_epoch: int) -> dict:
     return dict(total_steps=config["epochs"] * steps_per_epoch)
 
 
-def learning_rate_schedule(config: dict, steps_per_epoch: int):
-    """The callback that sets the learning rate: `plateau` halves it when the validation loss
-    stalls for two epochs; `cosine` warms up over `warmup_steps` and decays to 2 % of the base
-    rate by the end of the time budget (or of `epochs`, without one)."""
+def learning_rate(config: dict, steps_per_epoch: int):
+    """The optimizer's learning rate. `cosine` over a known number of steps (`epochs`, no time
+    budget) is Keras' own `CosineDecay`: a linear warm-up over `warmup_steps`, then a cosine decay
+    to `callbacks.COSINE_FLOOR` of the base rate by the last step; a resumed run continues it from
+    the optimizer's step count. Otherwise the base rate, which `learning_rate_schedule`'s callback
+    then moves."""
     import keras
 
-    from training import callbacks
+    from . import callbacks
+
+    if config["lr_schedule"] != "cosine" or config["time_budget"]:
+        return config["learning_rate"]
+    total = config["epochs"] * steps_per_epoch
+    warmup = min(config["warmup_steps"], total - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else config["learning_rate"], decay_steps=max(1, total - warmup),
+        alpha=callbacks.COSINE_FLOOR, warmup_target=config["learning_rate"] if warmup else None,
+        warmup_steps=warmup)
+
+
+def learning_rate_schedule(config: dict, steps_per_epoch: int):
+    """The callback that moves the learning rate where no optimizer schedule can: `plateau`
+    halves it when the validation loss stalls for two epochs; `cosine` with a time budget warms
+    up over `warmup_steps` and decays to `callbacks.COSINE_FLOOR` of the base rate by the end
+    of the budget (how many steps fit is not known in advance). None when the optimizer's own
+    schedule does it (`learning_rate`)."""
+    import keras
+
+    from . import callbacks
 
     if config["lr_schedule"] == "plateau":
         return keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-5)
-    return callbacks.CosineSchedule(
-        config["learning_rate"], config["warmup_steps"], **schedule_length(config, steps_per_epoch)
-    )
+    if not config["time_budget"]:
+        return None
+    return callbacks.CosineSchedule(config["learning_rate"], config["warmup_steps"], seconds=config["time_budget"])
 
 
 def prepare_data(config: dict, run_dir: str, batch: int):
@@ -149,7 +170,7 @@ def prepare_data(config: dict, run_dir: str, batch: int):
     reused."""
     import tfode
     from tfode.text import VOCABULARY_FILE
-    from training import data, pipeline, streaming
+    from . import data, pipeline, streaming
 
     vocabulary_saved = os.path.exists(os.path.join(run_dir, VOCABULARY_FILE))
     if streaming.is_large(config["data"]):
@@ -205,8 +226,8 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), stra
     strategy = strategy or make_strategy(config)
     import keras
 
-    from training import callbacks, pipeline
-    from training.rundir import save_model_atomically
+    from . import callbacks, pipeline
+    from .rundir import save_model_atomically
 
     keras.utils.set_random_seed(config["seed"])
     batch = config["batch_size"] * strategy.num_replicas_in_sync  # the global batch
@@ -226,7 +247,7 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), stra
         model = builder.build_model(config, text.vocabulary_size)
         model.build((None, None))
         model.compile(
-            keras.optimizers.Adam(config["learning_rate"], clipnorm=config["clipnorm"]),
+            keras.optimizers.Adam(learning_rate(config, steps_per_epoch), clipnorm=config["clipnorm"]),
             loss=builder.build_loss(config),
         )
     budget = callbacks.TimeBudget(config["time_budget"]) if config["time_budget"] else None
@@ -239,10 +260,12 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), stra
         keras.callbacks.TensorBoard(rundir.path(run_dir, rundir.LOGS)),
         keras.callbacks.CSVLogger(rundir.path(run_dir, rundir.HISTORY_FILE), append=True),
         keras.callbacks.EarlyStopping(patience=config["patience"], restore_best_weights=True),
-        learning_rate_schedule(config, steps_per_epoch),
         keras.callbacks.TerminateOnNaN(),
         divergence,
     ]
+    rate_callback = learning_rate_schedule(config, steps_per_epoch)
+    if rate_callback is not None:
+        callback_list.append(rate_callback)
     if model.is_ode:
         callback_list.append(callbacks.NFELog(rundir.path(run_dir, rundir.NFE_FILE)))
     if config["variational"] and config["kl_weight"] > 0:
@@ -313,7 +336,7 @@ def main(argv=None) -> int:
         config = resolve_config(args)
         run_dir, task = args.run_dir, None
         if config["distribute"] == "multiworker":
-            from training import cluster
+            from . import cluster
 
             task = cluster.current_task()
             run_dir = cluster.output_dir(args.run_dir, task)

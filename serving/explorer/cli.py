@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import tempfile
-import threading
 
-from serving.cli import HelpFormatter
+from ..cli import HelpFormatter, run_until_stopped
 
 BATCHING_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "batching.config")
 
@@ -39,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def packaged_max_batch_size() -> int:
-    from serving.batching import BatchingParameters
+    from ..batching import BatchingParameters
 
     return BatchingParameters.from_file(BATCHING_CONFIG).max_batch_size
 
@@ -58,7 +56,7 @@ def model_config(export_base: str, names) -> str:
 
 def start_model_server(export_base: str, names, folder: str):
     """A batched `serving.server` subprocess serving `names` from `export_base`."""
-    from serving.launch import ServerProcess
+    from ..launch import ServerProcess
 
     missing = [name for name in names if not os.path.isdir(os.path.join(export_base, name))]
     if missing:
@@ -72,7 +70,7 @@ def start_model_server(export_base: str, names, folder: str):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from serving.explorer.app import ExplorerServer
+    from .app import ExplorerServer
 
     if len(set(args.model_name)) != len(args.model_name):
         print("error: a --model-name is given twice", file=sys.stderr)
@@ -95,12 +93,11 @@ def main(argv=None) -> int:
                 model_server.stop()
             print(f"error: {error}", file=sys.stderr)
             return 2
-        stopped = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stopped.set())
-        explorer.start()
-        print(f"tfode explorer at {explorer.address} (model server REST at {rest}); Ctrl-C stops it", flush=True)
-        stopped.wait()
+        def start():
+            explorer.start()
+            print(f"tfode explorer at {explorer.address} (model server REST at {rest}); Ctrl-C stops it", flush=True)
+
+        run_until_stopped(start)
         explorer.shutdown()
         explorer.server_close()
         if model_server:

@@ -28,12 +28,12 @@ def trained(tiny_text, tiny_tokens):
 
 @pytest.fixture(scope="session")
 def export_base(tmp_path_factory, trained, tiny_text):
-    from tfode.export import export_saved_model
+    from training.serving_export import export_for_serving
 
     from tests.conftest import TINY_CORPUS
 
     base = tmp_path_factory.mktemp("exports")
-    export_saved_model(trained, tiny_text, str(base), MODEL_NAME, version=1, landmarks=TINY_CORPUS)
+    export_for_serving(trained, tiny_text, str(base), MODEL_NAME, version=1, landmarks=TINY_CORPUS)
     return base
 
 

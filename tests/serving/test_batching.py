@@ -279,7 +279,7 @@ def available_versions(client):
 
 
 def test_the_shipped_config_files_parse_as_the_stock_server_reads_them():
-    from serving.metrics import monitoring_path
+    from serving.monitoring import monitoring_path
     from serving.model_manager import read_config_file
 
     serving = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "serving")

@@ -143,7 +143,7 @@ def test_rest_rejects_malformed_json_and_oversized_bodies(server):
 
 
 def test_versions_appear_fail_and_disappear_while_serving(export_base, trained, tiny_text, tmp_path):
-    from tfode.export import export_saved_model
+    from training.serving_export import export_for_serving
 
     base = tmp_path / "exports"
     shutil.copytree(export_base / MODEL_NAME / "1", base / MODEL_NAME / "1")
@@ -153,7 +153,7 @@ def test_versions_appear_fail_and_disappear_while_serving(export_base, trained, 
         client = TFServingClient(server.grpc, MODEL_NAME)
         assert client.status()[0]["version"] == "1"
 
-        export_saved_model(trained, tiny_text, str(base), MODEL_NAME, version=2)
+        export_for_serving(trained, tiny_text, str(base), MODEL_NAME, version=2)
         assert wait_for(lambda: client.status()[0] == {"version": "2", "state": "AVAILABLE",
                                                       "status": {"error_code": "OK", "error_message": ""}})
         assert TFServingClient(server.grpc, MODEL_NAME, version=1).decode(["a ."])["lengths"].shape == (1,)

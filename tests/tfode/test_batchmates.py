@@ -6,7 +6,8 @@ import tensorflow as tf
 
 from tests.helpers import small_model
 import tfode
-from tfode import export, solvers
+from tfode import solvers
+from training.serving_export import export_for_serving
 
 
 def decay(t, state):
@@ -51,7 +52,7 @@ def test_an_exported_row_answers_alone_as_among_fifteen_others(solver, tiny_text
 
     keras.utils.set_random_seed(1)
     model = small_model(tiny_text.vocabulary_size, "trajectory", max_length=tiny_text.max_length, solver=solver)
-    path = export.export_saved_model(model, tiny_text, str(tmp_path), "m", version=1,
+    path = export_for_serving(model, tiny_text, str(tmp_path), "m", version=1,
                                      path_search=tfode.PathSearch(grid=4, directions=0, refinement=None))
     loaded = tf.saved_model.load(path)
     times = np.float32(np.linspace(0.25, 4.0, len(SENTENCES)))

@@ -12,6 +12,8 @@ import tensorflow as tf
 from tests.conftest import TINY_CORPUS
 from tests.helpers import small_model
 from tfode import export, paths
+from training import serving_export
+from training.serving_export import export_for_serving
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROBE = os.path.join(ROOT, "tests", "serving", "tf1_probe.py")
@@ -28,7 +30,7 @@ def exported(tmp_path_factory, tiny_text):
                         solver=tfode.RK4(steps_per_unit=1), encoder=dict(variational=True, bidirectional=True),
                         tied_embeddings=True)  # as tatoeba-cpu: shared weights
     base = tmp_path_factory.mktemp("export")
-    path = export.export_saved_model(model, tiny_text, str(base), "m", version=3, landmarks=TINY_CORPUS)
+    path = export_for_serving(model, tiny_text, str(base), "m", version=3, landmarks=TINY_CORPUS)
     return model, base, path
 
 
@@ -45,7 +47,7 @@ def test_layout_assets_and_warmup(exported):
     metadata = json.load(open(os.path.join(path, "assets.extra", "tfode.json")))
     decoder = metadata["model"]["config"]["decoder"]
     assert decoder["class_name"] == "TrajectoryDecoder" and decoder["config"]["solver"]["name"] == "rk4"
-    records = list(tf.data.TFRecordDataset(os.path.join(path, "assets.extra", export.WARMUP_FILE)))
+    records = list(tf.data.TFRecordDataset(os.path.join(path, "assets.extra", serving_export.WARMUP_FILE)))
     assert len(records) == len(export.SIGNATURES + export.MAP_SIGNATURES)  # every name its own
     assert metadata["landmarks"] == len(TINY_CORPUS)
     assert metadata["path_search"] == paths.PathSearch().get_config()
@@ -192,12 +194,12 @@ def test_existing_version_is_refused_and_overwrite_is_atomic(exported, tiny_text
                         max_length=tiny_text.max_length, scheduled_sampling=0.3)
     before = os.path.getmtime(os.path.join(path, "saved_model.pb"))
     with pytest.raises(export.ExportError, match="exists"):
-        export.export_saved_model(model, tiny_text, str(base), "m", version=3)
+        export_for_serving(model, tiny_text, str(base), "m", version=3)
     assert os.path.getmtime(os.path.join(path, "saved_model.pb")) == before
     with pytest.raises(export.ExportError):
-        export.export_saved_model(model, tiny_text, str(base), "../escape", version=1)
-    assert export.export_saved_model(model, tiny_text, str(base), "m").endswith(os.path.join("m", "4"))
-    export.export_saved_model(model, tiny_text, str(base), "m", version=4, overwrite=True)
+        export_for_serving(model, tiny_text, str(base), "../escape", version=1)
+    assert export_for_serving(model, tiny_text, str(base), "m").endswith(os.path.join("m", "4"))
+    export_for_serving(model, tiny_text, str(base), "m", version=4, overwrite=True)
     assert sorted(os.listdir(os.path.join(str(base), "m"))) == ["3", "4"]
 
 

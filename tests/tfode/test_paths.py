@@ -213,6 +213,7 @@ def test_the_exported_path_asks_the_language_model_it_carries(trained, language_
     import os
 
     from tfode import export
+    from training.serving_export import export_for_serving
 
     a = ["the cat sat on the mat .", "i like your style ."]
     b = ["the pain was unbearable .", "he has a red car ."]
@@ -226,7 +227,7 @@ def test_the_exported_path_asks_the_language_model_it_carries(trained, language_
         # Thresholds that pass every sentence and none: the served paths follow the one exported.
         for threshold in (-1e9, 1.0):
             language_model.threshold.assign(threshold)
-            folder = export.export_saved_model(trained, tiny_text, str(tmp_path), "m", path_search=search,
+            folder = export_for_serving(trained, tiny_text, str(tmp_path), "m", path_search=search,
                                                language_model=language_model)
             metadata = json.load(open(os.path.join(folder, "assets.extra", export.METADATA_FILE)))
             assert metadata["language_model"]["threshold"] == pytest.approx(threshold)
@@ -242,6 +243,6 @@ def test_the_exported_path_asks_the_language_model_it_carries(trained, language_
     # A language model of another vocabulary is refused before anything is written.
     before = sorted(os.listdir(tmp_path / "m"))
     with pytest.raises(export.ExportError, match="vocabulary"):
-        export.export_saved_model(trained, tiny_text, str(tmp_path), "m",
+        export_for_serving(trained, tiny_text, str(tmp_path), "m",
                                   language_model=tfode.LanguageModel(tiny_text.vocabulary_size + 1, units=4))
     assert sorted(os.listdir(tmp_path / "m")) == before

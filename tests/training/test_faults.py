@@ -52,7 +52,7 @@ def test_atomic_checkpoint_skips_diverged_epochs(tmp_path, tiny_text):
 def test_interrupted_export_leaves_no_version_folder(tmp_path, tiny_text, monkeypatch):
     import tensorflow as tf
 
-    from tfode import export
+    from training.serving_export import export_for_serving
 
     model = small_model(tiny_text.vocabulary_size, "gru", units=8, embedding_dim=4)
 
@@ -63,7 +63,7 @@ def test_interrupted_export_leaves_no_version_folder(tmp_path, tiny_text, monkey
 
     monkeypatch.setattr(tf.saved_model, "save", crash)
     with pytest.raises(KeyboardInterrupt):
-        export.export_saved_model(model, tiny_text, str(tmp_path), "m", version=1)
+        export_for_serving(model, tiny_text, str(tmp_path), "m", version=1)
     assert os.listdir(tmp_path / "m") == []
 
 

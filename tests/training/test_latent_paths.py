@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from training import latent_paths, path_metrics
+from training.evaluation import latent_paths, path_metrics
 
 
 def test_path_figures_on_paths_made_by_hand():
@@ -87,7 +87,8 @@ def test_pairs_are_seeded_disjoint_and_bounded():
 
 @pytest.fixture(scope="module")
 def grammar_lm(tmp_path_factory):
-    from training import grammar, reference_lm
+    from training import grammar
+    from training.evaluation import reference_lm
 
     sentences = grammar.corpus(1500, seed=1)
     cache = str(tmp_path_factory.mktemp("lm"))
@@ -100,7 +101,8 @@ def grammar_lm(tmp_path_factory):
 def test_the_reference_lm_is_cached_and_tells_real_sentences_from_broken_ones(grammar_lm):
     import os
 
-    from training import grammar, reference_lm
+    from training import grammar
+    from training.evaluation import reference_lm
 
     lm, sentences, cache = grammar_lm
     assert len(os.listdir(cache)) == 1
@@ -147,7 +149,7 @@ def test_measure_decodes_seeded_paths_of_a_model(tiny_text):
 
 
 def test_bench_interpolation_refuses_what_it_cannot_run(tmp_path, capsys):
-    from training import bench_interpolation
+    from training.benchmarks import interpolation as bench_interpolation
 
     assert bench_interpolation.main(["--results", str(tmp_path / "x.md")]) == 2
     assert bench_interpolation.main(["--runs", f"a={tmp_path}", "--results", str(tmp_path / "x.md")]) == 2
@@ -168,7 +170,8 @@ def test_bench_interpolation_refuses_what_it_cannot_run(tmp_path, capsys):
 
 
 def test_a_runs_training_command_names_what_differs_from_its_preset(tmp_path):
-    from training import bench_interpolation, presets, train
+    from training import presets, train
+    from training.benchmarks import interpolation as bench_interpolation
 
     config = presets.resolve("synthetic", {"input_noise": 0.3, "bidirectional": False, "epochs": 3})
     config["preset"] = "synthetic"
@@ -189,7 +192,7 @@ def test_a_runs_training_command_names_what_differs_from_its_preset(tmp_path):
 
 
 def test_the_step_table_gives_each_runs_mean_edits_per_step():
-    from training import bench_interpolation
+    from training.benchmarks import interpolation as bench_interpolation
 
     def figures(steps):
         return {"points": len(steps) + 1, "steps": steps}
@@ -203,7 +206,7 @@ def test_the_step_table_gives_each_runs_mean_edits_per_step():
 
 
 def test_searches_are_named_or_given_as_settings(tmp_path, capsys):
-    from training import bench_interpolation
+    from training.benchmarks import interpolation as bench_interpolation
 
     searches = bench_interpolation.named_searches(["path", 'wide={"grid": 8, "directions": 2}'])
     from tfode.paths import search_from_name

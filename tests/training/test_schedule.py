@@ -38,14 +38,26 @@ def test_cosine_schedule_sets_the_optimizer_rate_during_fit():
 
 
 def test_a_run_picks_its_schedule_from_the_config():
+    # Over a time budget: a callback, since the steps that fit are not known in advance.
     config = presets.resolve("tiny", {"lr_schedule": "cosine", "time_budget": 60.0, "warmup_steps": 3})
     schedule = train.learning_rate_schedule(config, steps_per_epoch=10)
     assert isinstance(schedule, callbacks.CosineSchedule)
     assert schedule.seconds == 60.0 and schedule.warmup_steps == 3
-    config = presets.resolve("tiny", {"lr_schedule": "cosine"})
-    assert train.learning_rate_schedule(config, steps_per_epoch=10).total_steps == 10 * config["epochs"]
+    assert train.learning_rate(config, 10) == config["learning_rate"]
+    # Over known epochs: Keras' own schedule in the optimizer, warm-up then cosine to the floor.
+    config = presets.resolve("tiny", {"lr_schedule": "cosine", "warmup_steps": 4})
+    assert train.learning_rate_schedule(config, steps_per_epoch=10) is None
+    rate = train.learning_rate(config, steps_per_epoch=10)
+    assert isinstance(rate, keras.optimizers.schedules.CosineDecay)
+    base, total = config["learning_rate"], 10 * config["epochs"]
+    assert float(rate(0)) == pytest.approx(0.0) and float(rate(2)) == pytest.approx(base / 2)
+    assert float(rate(4)) == pytest.approx(base)
+    assert float(rate(total)) == pytest.approx(callbacks.COSINE_FLOOR * base)
+    rates = [float(rate(step)) for step in range(4, total + 1)]
+    assert all(later <= earlier + 1e-12 for earlier, later in zip(rates, rates[1:]))
     config = presets.resolve("tiny", {})
     assert isinstance(train.learning_rate_schedule(config, 10), keras.callbacks.ReduceLROnPlateau)
+    assert train.learning_rate(config, 10) == config["learning_rate"]
 
 
 def test_sampling_ramp_raises_the_decoders_rate_during_fit(tiny_text, tiny_tokens):

@@ -1,4 +1,4 @@
-"""Train-step speed of the decoders: `python -m training.bench`.
+"""Train-step speed of the decoders: `python -m training.benchmarks.train_step`.
 
 One batch of `--batch` random sentences of `--length` tokens, hidden `--units`, on this machine;
 prints milliseconds per training step (median of `--steps` after `--warmup`), NFE per step and the
@@ -14,8 +14,7 @@ import time
 
 import numpy as np
 
-import training  # noqa: F401  (sets the Keras backend)
-from training.cli import HelpFormatter
+from ..cli import HelpFormatter
 
 SETTINGS = [
     ("trajectory", "dopri5", {"solver": "dopri5"}),
@@ -29,7 +28,7 @@ SETTINGS = [
 def time_train_steps(decoder, solver, args, tokens, targets):
     import keras
 
-    from training import builder, presets
+    from .. import builder, presets
 
     keras.utils.set_random_seed(0)
     config = presets.resolve(None, {"decoder": decoder, "units": args.units, "max_length": args.length,
@@ -48,7 +47,7 @@ def time_train_steps(decoder, solver, args, tokens, targets):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__, formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m training.benchmarks.train_step", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--batch", type=int, default=64, help="sentences per step")
     parser.add_argument("--length", type=int, default=14, help="tokens per sentence")
     parser.add_argument("--units", type=int, default=256, help="hidden units")

@@ -1,8 +1,9 @@
-"""bench_regularization: every setting it trains is a dopri5 trajectory model the builder makes."""
+"""training.benchmarks.regularization: every setting it trains is a dopri5 trajectory model the builder makes."""
 
 import pytest
 
-from training import bench_regularization, builder
+from training import builder
+from training.benchmarks import regularization as bench_regularization
 
 
 @pytest.mark.parametrize("setting", bench_regularization.SETTINGS)

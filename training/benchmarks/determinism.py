@@ -1,6 +1,6 @@
 """How reproducible `--deterministic` runs are: several runs of one seed side by side, compared.
 
-    python -m training.bench_determinism [--rounds 5] [--side-by-side 3] [--seed 3] \\
+    python -m training.benchmarks.determinism [--rounds 5] [--side-by-side 3] [--seed 3] \\
         [-- extra training.train flags]
 
 Each round starts `--side-by-side` `python -m training.train --deterministic` processes of the
@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-from training.cli import HelpFormatter
+from ..cli import HelpFormatter
 
 DEFAULT_JOB = ["--data", "synthetic", "--preset", "tiny", "--decoder", "odernn", "--epochs", "1",
                "--dropout", "0.2", "--scheduled-sampling", "0.5", "--word-dropout", "0.1"]
@@ -32,7 +32,7 @@ def round_of_runs(count: int, seed: int, extra: list[str], folder: str) -> list[
     for index in range(count):
         run_dir = os.path.join(folder, f"run-{index}")
         processes.append((run_dir, subprocess.Popen(
-            [sys.executable, "-m", "training.train", *DEFAULT_JOB, *extra, "--seed", str(seed),
+            [sys.executable, "-m", f"{__package__.split('.')[0]}.train", *DEFAULT_JOB, *extra, "--seed", str(seed),
              "--deterministic", "--quiet", "--overwrite", "--run-dir", run_dir],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})))
@@ -47,7 +47,7 @@ def round_of_runs(count: int, seed: int, extra: list[str], folder: str) -> list[
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.bench_determinism", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m training.benchmarks.determinism", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--rounds", type=int, default=5, help="rounds of runs, one after the other")
     parser.add_argument("--side-by-side", type=int, default=3, help="runs started together in each round")

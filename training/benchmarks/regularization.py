@@ -1,6 +1,6 @@
 """Does regularising the flow keep the adaptive solver's cost bounded? Same budget, one run.
 
-    python -m training.bench_regularization [--data ../shared/data/fra-eng-dev.zip] [--budget 600] \\
+    python -m training.benchmarks.regularization [--data ../shared/data/fra-eng-dev.zip] [--budget 600] \\
         [--settings none both] [--kinetic-energy 0.05] [--jacobian-norm 0.05] [--limit 1000] \\
         [--batch-size 128] [--out-dir runs/regularization] [--results docs/regularization.md]
 
@@ -20,10 +20,9 @@ import shutil
 import statistics
 import sys
 
-import training  # noqa: F401  (sets the Keras backend before Keras loads)
-from training.bench_quality import DEFAULT_DATA, data_missing, measured_on, relative_command, settings_line
-from training.cli import HelpFormatter
-from training import rundir
+from .common import DEFAULT_DATA, data_missing, measured_on, relative_command, settings_line
+from ..cli import HelpFormatter
+from .. import rundir
 
 SETTINGS = ("none", "kinetic", "jacobian", "both")
 
@@ -38,7 +37,7 @@ def run_config(setting, args) -> dict:
     """The training configuration of one setting: `tatoeba-cpu`'s trajectory decoder with
     `dopri5`, at the batch size asked for and without the preset's midpoint term (which needs a
     fixed-grid solver)."""
-    from training import presets
+    from .. import presets
 
     kinetic, jacobian = weights(setting, args)
     config = presets.resolve("tatoeba-cpu", {
@@ -51,7 +50,7 @@ def run_config(setting, args) -> dict:
 
 
 def run_one(setting, args):
-    from training import callbacks, evaluate, train
+    from .. import callbacks, evaluate, train
 
     run_dir = os.path.join(args.out_dir, setting)
     config = run_config(setting, args)
@@ -91,7 +90,7 @@ def table(results) -> list[str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    result = argparse.ArgumentParser(prog="python -m training.bench_regularization", description=__doc__,
+    result = argparse.ArgumentParser(prog="python -m training.benchmarks.regularization", description=__doc__,
                                      formatter_class=HelpFormatter)
     result.add_argument("--data", default=DEFAULT_DATA, help="the Tatoeba zip (or any data source)")
     result.add_argument("--budget", type=float, default=600, help="training seconds per setting")
@@ -115,7 +114,7 @@ def main(argv=None) -> int:
     results = [run_one(setting, args) for setting in args.settings]
     lines = table(results)
     print("\n".join(lines))
-    command = relative_command("python -m training.bench_regularization", argv if argv is not None else sys.argv[1:])
+    command = relative_command("python -m training.benchmarks.regularization", argv if argv is not None else sys.argv[1:])
     text = [
         "# Regularising the flow: NFE of the adaptive solver",
         "",

@@ -1,6 +1,6 @@
 """Quality on real text: the ODE decoders against the discrete GRU, same budget, one run.
 
-    python -m training.bench_quality [--data ../shared/data/fra-eng-dev.zip] [--budget 1800] \\
+    python -m training.benchmarks.quality [--data ../shared/data/fra-eng-dev.zip] [--budget 1800] \\
         [--decoders trajectory odernn gru] [--out-dir runs/quality] [--results docs/results.md]
 
 Each decoder trains from the `tatoeba-cpu` preset (same encoder, same width) for `--budget`
@@ -13,52 +13,20 @@ of the best ODE run, to `--results`.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
 import sys
 from typing import NamedTuple
 
-import training  # noqa: F401  (sets the Keras backend before Keras loads)
-from training.cli import HelpFormatter
-from training import rundir
-
-DEFAULT_DATA = os.path.join("..", "shared", "data", "fra-eng-dev.zip")
-
-
-def data_missing(data) -> bool:
-    """True (and says so on stderr) when `data` is neither a file nor a built-in source."""
-    if os.path.exists(data) or data in ("tatoeba", "synthetic"):
-        return False
-    print(f"error: no data at {data}", file=sys.stderr)
-    return True
-
-
-def relative_path(path: str) -> str:
-    """An absolute path inside or beside the repository, written relative to it."""
-    if not os.path.isabs(path):
-        return path
-    return os.path.relpath(path, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def relative_command(program: str, argv) -> str:
-    """The command line as a reader of the results runs it: paths relative to the repository,
-    each argument quoted for the shell where it needs it (`--train noise="--input-noise 0.1"`)."""
-    import shlex
-
-    return " ".join([program, *(shlex.quote(relative_path(arg)) for arg in argv)]).strip()
-
-
-def measured_on() -> str:
-    """The results files' "when and where" line."""
-    return (f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on "
-            f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU, with")
-
+from ..cli import HelpFormatter
+from .common import (
+    DEFAULT_DATA, data_missing, measured_on, relative_command, relative_path, settings_line,
+)
+from .. import rundir
 
 def run_one(decoder, args):
-    from training import evaluate, presets, train
+    from .. import evaluate, presets, train
 
     run_dir = os.path.join(args.out_dir, decoder)
     config = presets.resolve("tatoeba-cpu", {
@@ -179,27 +147,6 @@ def target_lines(results) -> list[str]:
     return lines
 
 
-def settings_line(config) -> str:
-    """The shared training settings in words, e.g. "hidden 256, bidirectional encoder, …"."""
-    parts = [
-        f"hidden {config['units']}",
-        "bidirectional encoder" if config["bidirectional"] else "encoder reads forward",
-        "readout tied to the encoder's embeddings" if config["tied_embeddings"] else "untied readout",
-        f"batch {config['batch_size']}",
-        f"Adam {config['learning_rate']:g}",
-        f"clipnorm {config['clipnorm']:g}",
-    ]
-    if config["lr_schedule"] == "cosine":
-        parts.append(f"{config['warmup_steps']}-step warm-up, cosine decay to the end of the budget")
-    else:
-        parts.append("learning rate halved on validation-loss plateaus")
-    if config["dropout"]:
-        parts.append(f"dropout {config['dropout']:g} on embeddings and read-out states")
-    if config["word_dropout"]:
-        parts.append(f"word dropout {config['word_dropout']:g}")
-    return ", ".join(parts)
-
-
 def write_results(path, results, command, lines):
     directory = os.path.dirname(path) or "."
     pictures_dir = os.path.join(directory, "results")
@@ -253,7 +200,7 @@ def write_results(path, results, command, lines):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.bench_quality", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m training.benchmarks.quality", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--data", default=DEFAULT_DATA, help="the Tatoeba zip (or any data source)")
     parser.add_argument("--budget", type=float, default=1800, help="training seconds per model")
@@ -272,7 +219,7 @@ def main(argv=None) -> int:
     results = [run_one(decoder, args) for decoder in args.decoders]
     lines = table(results)
     print("\n".join(lines))
-    command = relative_command("python -m training.bench_quality", argv if argv is not None else sys.argv[1:])
+    command = relative_command("python -m training.benchmarks.quality", argv if argv is not None else sys.argv[1:])
     write_results(args.results, results, command.strip(), lines)
     print(f"written to {args.results}")
     return 0

@@ -156,7 +156,7 @@ def monitoring_path(config_file: str | None) -> str | None:
     `prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }`), or None."""
     if not config_file:
         return None
-    from serving import protos
+    from . import protos
 
     config = protos.parse_file(config_file, "MonitoringConfig", "monitoring config file").prometheus_config
     if not config.enable:

@@ -1,6 +1,6 @@
 """Training throughput on one worker against several, on this machine, in one run.
 
-    python -m training.bench_distributed [--workers 1 2] [--preset synthetic] [--decoder odernn] \\
+    python -m training.benchmarks.distributed [--workers 1 2] [--preset synthetic] [--decoder odernn] \\
         [--epochs 2] [--synthetic-size 6000] [--batch-size 64]
 
 For each count N, starts N `python -m training.train --distribute multiworker` processes on
@@ -19,12 +19,12 @@ import subprocess
 import sys
 import tempfile
 
-from serving.launch import free_port
-from training.cli import HelpFormatter
+from ..cli import HelpFormatter
+from ..cluster import free_ports
 
 
 def run_cluster(workers: int, flags: list[str], folder: str) -> dict:
-    ports = [free_port() for _ in range(workers)]
+    ports = free_ports(workers)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     run_dir = os.path.join(folder, f"workers-{workers}")
     processes = []
@@ -32,7 +32,7 @@ def run_cluster(workers: int, flags: list[str], folder: str) -> dict:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "training.train", *flags, "--distribute", "multiworker", "--run-dir", run_dir,
+            [sys.executable, "-m", f"{__package__.split('.')[0]}.train", *flags, "--distribute", "multiworker", "--run-dir", run_dir,
              "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = [process.communicate()[0] for process in processes]
     for process, output in zip(processes, outputs):
@@ -43,7 +43,7 @@ def run_cluster(workers: int, flags: list[str], folder: str) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.bench_distributed", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m training.benchmarks.distributed", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to compare")
     parser.add_argument("--preset", default="synthetic", help="training preset of every run")

@@ -1,11 +1,11 @@
 """Walking the latent space between sentences: seeded pairs, decoded paths, their metrics and
-pictures. Shared by `training.evaluate` and `training.bench_interpolation`."""
+pictures. Shared by `training.evaluate` and `training.benchmarks.interpolation`."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from training import path_metrics
+from . import path_metrics
 
 
 def sample_pairs(count: int, pairs: int, seed: int) -> list[tuple[int, int]]:
@@ -80,7 +80,7 @@ class PathDecoder:
 
 def measure(model, text, sentences, corpus, pairs=200, points=9, seed=0, modes=("linear", "slerp"),
             fluent=None, accepts=None, beam_width=1, grid=129, searches=None, language_model=None) -> dict:
-    """Path metrics (`training.path_metrics`) on `pairs` seeded pairs of `sentences`, `points`
+    """Path metrics (`training.evaluation.path_metrics`) on `pairs` seeded pairs of `sentences`, `points`
     points per path decoded greedily or with `beam_width`: for each straight `mode`, beside the
     figures of its `grid`-point line decoded greedily (none with `grid` 0), and for each
     `name: tfode.PathSearch` of `searches` (the model's `path` asking `language_model`, if any,
@@ -168,7 +168,7 @@ def plot_latent_projection(path, codes, paths_by_mode, count=4):
     few linear and slerp paths drawn between pairs of them."""
     import matplotlib.pyplot as plt
 
-    from training.report import principal_projection, save_pca_figure
+    from .report import principal_projection, save_pca_figure
 
     project = principal_projection(codes)
     figure, axis = plt.subplots(figsize=(7, 6))

@@ -139,7 +139,7 @@ class FluencyJudge:
     """
 
     def __init__(self, lm: ReferenceLM, real_sentences, seed: int = 0, percentile: float = 5.0):
-        from training import path_metrics
+        from . import path_metrics
 
         self.lm = lm
         real = [s for s, known in zip(real_sentences, lm.in_vocabulary(real_sentences)) if known]

@@ -3,7 +3,8 @@
 import pytest
 
 from training import presets
-from training.bench_quality import decoder_settings, relative_command, target_checks
+from training.benchmarks.common import relative_command
+from training.benchmarks.quality import decoder_settings, target_checks
 
 
 def metrics(accuracy, exact, midpoint=None, search="greedy"):
@@ -46,19 +47,19 @@ def test_decoder_settings_name_the_flow_and_the_training_only_terms():
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["--budget", "60"], "python -m training.bench_quality --budget 60"),
-    (["--data", "../shared/data/x.zip"], "python -m training.bench_quality --data ../shared/data/x.zip"),
+    (["--budget", "60"], "python -m training.benchmarks.quality --budget 60"),
+    (["--data", "../shared/data/x.zip"], "python -m training.benchmarks.quality --data ../shared/data/x.zip"),
     (["--train", "plain=", "noise=--input-noise 0.1"],
-     "python -m training.bench_quality --train plain= 'noise=--input-noise 0.1'"),
+     "python -m training.benchmarks.quality --train plain= 'noise=--input-noise 0.1'"),
 ])
 def test_printed_commands_keep_relative_paths(argv, expected):
-    assert relative_command("python -m training.bench_quality", argv) == expected
+    assert relative_command("python -m training.benchmarks.quality", argv) == expected
 
 
 def test_printed_commands_make_absolute_paths_relative_to_the_repository():
     import os
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    command = relative_command("python -m training.bench_quality",
+    command = relative_command("python -m training.benchmarks.quality",
                                ["--data", os.path.join(os.path.dirname(root), "shared", "x.zip")])
-    assert command == "python -m training.bench_quality --data " + os.path.join("..", "shared", "x.zip")
+    assert command == "python -m training.benchmarks.quality --data " + os.path.join("..", "shared", "x.zip")

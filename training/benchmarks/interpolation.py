@@ -1,6 +1,6 @@
 """Are the points of a latent path between two sentences sentences? One table from one command.
 
-    python -m training.bench_interpolation [--runs NAME=RUN_DIR ...] \\
+    python -m training.benchmarks.interpolation [--runs NAME=RUN_DIR ...] \\
         [--train NAME="FLAGS" ...] [--preset tatoeba-cpu] [--decoder odernn] [--budget 1800] \\
         [--data ../shared/data/fra-eng-dev.zip] [--pairs 200] [--points 9] [--seed 0] \\
         [--beam-width 1] [--out-dir runs/interpolation] [--results docs/interpolation.md]
@@ -8,10 +8,10 @@
 `--train NAME="FLAGS"` trains `python -m training.train --preset PRESET --decoder DECODER --data DATA
 --time-budget BUDGET FLAGS` into OUT_DIR/NAME first (an empty FLAGS is the preset itself);
 `--runs` names runs trained before. Every run is then evaluated on its test split: free-running
-token accuracy and exact match, and the latent path figures of `training.path_metrics` on `--pairs`
+token accuracy and exact match, and the latent path figures of `training.evaluation.path_metrics` on `--pairs`
 seeded pairs with `--points` points per path, linear and slerp; sentences and paths are decoded
 greedily, or by beam search with `--beam-width` above 1 (autoregressive decoders only). Fluency is
-judged by a reference GRU language model trained on the training split (`training.reference_lm`);
+judged by a reference GRU language model trained on the training split (`training.evaluation.reference_lm`);
 its calibration — held-out perplexity and the share of real, word-swapped and spliced sentences it
 calls fluent — is printed beside the table. On the built-in grammar the share of grammatical interpolants is
 exact. Prints the table and writes it, with example paths, to `--results`.
@@ -24,11 +24,10 @@ import os
 import shlex
 import sys
 
-import training  # noqa: F401  (sets the Keras backend before Keras loads)
-from training.bench_quality import DEFAULT_DATA, measured_on, relative_command, relative_path
-from training.cli import HelpFormatter
-from training.rundir import read_config
-from training import rundir
+from .common import DEFAULT_DATA, measured_on, relative_command, relative_path
+from ..cli import HelpFormatter
+from ..rundir import read_config
+from .. import rundir
 
 FIGURES = ("fluent", "grammatical", "new", "real", "gradual", "smooth", "smooth_bound", "monotone", "distinct",
            "endpoints", "seconds_per_path")
@@ -90,7 +89,7 @@ def named_searches(values) -> dict:
 
 
 def train_run(name, flags, args) -> str:
-    from training import train
+    from .. import train
 
     run_dir = os.path.join(args.out_dir, name)
     command = ["--preset", args.preset, "--decoder", args.decoder, "--data", args.data,
@@ -102,7 +101,7 @@ def train_run(name, flags, args) -> str:
 
 def table(rows, modes, figures=FIGURES, grid_only=False) -> list[str]:
     """One line per run and method (`modes`): its reconstruction and the path `figures`."""
-    from training.path_metrics import formatted
+    from ..evaluation.path_metrics import formatted
 
     def shown_value(name, values):
         if name not in values:
@@ -140,7 +139,7 @@ def step_table(rows, modes) -> list[str]:
 def training_command(run_dir) -> str:
     """The `training.train` command that reproduces a run: its preset and the settings its
     configuration holds beyond that preset's (for its decoder)."""
-    from training import presets
+    from .. import presets
 
     # A setting the run's configuration lacks did not exist when it was trained: it ran with the default.
     config = {**presets.DEFAULTS, **read_config(run_dir)}
@@ -156,7 +155,7 @@ def training_command(run_dir) -> str:
 
 
 def calibration_lines(judge) -> list[str]:
-    from training.path_metrics import formatted
+    from ..evaluation.path_metrics import formatted
 
     lines = ["| reference LM on the validation split | value |", "|---|---:|"]
     for key, value in judge.calibration.items():
@@ -166,7 +165,7 @@ def calibration_lines(judge) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.bench_interpolation", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m training.benchmarks.interpolation", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--runs", nargs="+", help="NAME=RUN_DIR of runs trained before")
     parser.add_argument("--train", nargs="+", help='NAME="FLAGS": runs to train first (default: none)')
@@ -215,7 +214,7 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    from training import evaluate
+    from .. import evaluate
 
     runs += [(name, train_run(name, flags, args)) for name, flags in to_train]
     judge = evaluate.fluency_judge(runs[0][1], cache_dir=args.cache_dir)
@@ -237,7 +236,7 @@ def main(argv=None) -> int:
     print("\n".join(grid))
     print()
     print("\n".join(steps))
-    command = relative_command("python -m training.bench_interpolation",
+    command = relative_command("python -m training.benchmarks.interpolation",
                                argv if argv is not None else sys.argv[1:])
     grid_lines = ["", GRID_CAPTION.format(grid=args.grid), "", *grid] if grid else []
     write_results(args.results, rows, judge, lines + grid_lines + ["", STEPS_CAPTION, "", *steps], command,
@@ -255,7 +254,7 @@ def write_results(path, rows, judge, lines, command, beam_width=1):
         f"{first['interpolation'][next(iter(first['interpolation']))]['paths']} seeded pairs per run, "
         f"the same for every run; sentences, paths, token accuracy and exact match are decoded {search}, "
         "free-running. "
-        "`training/path_metrics.py` defines each figure; the runs' reports "
+        "`training/evaluation/path_metrics.py` defines each figure; the runs' reports "
         "(`report-interpolation/report.md`) give the 95 % intervals.", "",
         METHODS_CAPTION, "", *calibration_lines(judge), "", *lines, "", "The runs were trained by:", "",
         *[f"- `{row['name']}`: `{training_command(row['run_dir'])}`" for row in rows], "",

@@ -1,22 +1,22 @@
-"""Evaluation metrics that need no model."""
+"""Evaluation scores that need no model."""
 
 import numpy as np
 
 
 def test_accuracy_by_frequency_band():
-    from training import metrics
+    from training.evaluation import scores
 
-    bands = metrics.rank_bands(1010, edges=(100, 1000))
+    bands = scores.rank_bands(1010, edges=(100, 1000))
     assert [(first, end) for _, first, end in bands] == [(2, 3), (3, 4), (4, 104), (104, 1004), (1004, 1010)]
     assert bands[2][0] == "words ranked 1–100" and bands[4][0] == "words ranked 1001–1006"
     targets = np.array([[5, 200, 1005, 3, 2, 0]])
     decoded = np.array([[5, 201, 1005, 3]])  # shorter: the <eos> is missed
-    assert metrics.matches_by_band(decoded, targets, bands) == [(0, 1), (1, 1), (1, 1), (0, 1), (1, 1)]
-    assert [first for _, first, _ in metrics.rank_bands(50)] == [2, 3, 4]  # small vocabulary: one band
+    assert scores.matches_by_band(decoded, targets, bands) == [(0, 1), (1, 1), (1, 1), (0, 1), (1, 1)]
+    assert [first for _, first, _ in scores.rank_bands(50)] == [2, 3, 4]  # small vocabulary: one band
 
 
 def test_error_kinds_tell_a_slip_from_a_cascade_from_a_wrong_length():
-    from training import metrics
+    from training.evaluation import scores
 
     targets = np.array([
         [5, 6, 7, 2, 0],  # exact
@@ -32,6 +32,6 @@ def test_error_kinds_tell_a_slip_from_a_cascade_from_a_wrong_length():
         [5, 6, 2, 0, 0, 0],
         [5, 6, 7, 7, 7, 7],
     ])
-    assert metrics.error_kinds(decoded, targets) == {
+    assert scores.error_kinds(decoded, targets) == {
         "exact": [1, 0], "one wrong token": [1, 1], "several wrong tokens": [1, 3], "wrong length": [2, 3],
     }

@@ -99,13 +99,13 @@ def write_report(directory, metrics, reconstructions, interpolations, pictures):
                   "| p(token k+1) | " + " | ".join(f"{v:.3f}" for v in transfer["token_k_plus_1"]) + " |"]
     interpolation = metrics.get("interpolation", {})
     if interpolation:
-        from training.path_metrics import ORDER, formatted
+        from .path_metrics import ORDER, formatted
 
         modes = list(interpolation)
         first = interpolation[modes[0]]
         lines += ["", "## Latent paths between sentences", "",
                   f"{first['paths']} seeded pairs of sentences, {first['points']} points per path; "
-                  "95 % intervals in brackets (training/path_metrics.py says what each figure means).", "",
+                  "95 % intervals in brackets (training/evaluation/path_metrics.py says what each figure means).", "",
                   "| figure | " + " | ".join(modes) + " |", "|---|" + "---:|" * len(modes)]
         for name in ORDER:
             if any(name in interpolation[m] for m in modes):

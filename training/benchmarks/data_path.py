@@ -1,6 +1,6 @@
 """The streaming data path at growing corpus sizes, in one run.
 
-    python -m training.bench_data [--lines 100000 1000000 5000000] [--source grammar|PATH]
+    python -m training.benchmarks.data_path [--lines 100000 1000000 5000000] [--source grammar|PATH]
 
 For each N, writes a corpus of N lines into a temporary folder (sentences of the built-in
 grammar, or lines drawn from the corpus file PATH, e.g. ../shared/data/fra-eng-dev.zip), then,
@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from training.cli import HelpFormatter
+from ..cli import HelpFormatter
 
 POOL = 200_000
 
@@ -29,11 +29,11 @@ POOL = 200_000
 def write_corpus(path: str, lines: int, source: str, seed: int = 0) -> None:
     rng = random.Random(seed)
     if source == "grammar":
-        from training import grammar
+        from .. import grammar
 
         pool = [grammar.sentence(rng) for _ in range(min(POOL, lines))]
     else:
-        from training import data
+        from .. import data
 
         pool = data.load_sentences(source).sentences
     with open(path, "w", encoding="utf-8") as handle:
@@ -46,7 +46,7 @@ def measure(path: str) -> dict:
     import resource
 
     from tfode.text import TextProcessor
-    from training import pipeline, streaming
+    from .. import pipeline, streaming
 
     started = time.monotonic()
     scan = streaming.scan(path)
@@ -63,7 +63,7 @@ def measure(path: str) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.bench_data", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m training.benchmarks.data_path", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--lines", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000],
                         help="corpus sizes to measure, one fresh process each")
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
         for lines in args.lines:
             path = os.path.join(folder, f"corpus-{lines}.txt")
             write_corpus(path, lines, args.source)
-            result = subprocess.run([sys.executable, "-m", "training.bench_data", "--measure", path],
+            result = subprocess.run([sys.executable, "-m", f"{__package__}.data_path", "--measure", path],
                                     capture_output=True, text=True,
                                     env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
             if result.returncode != 0:
