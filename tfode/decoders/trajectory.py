@@ -138,9 +138,9 @@ class TrajectoryDecoder(FlowRegularization, Decoder):
             )
         solution = self.ode(self.initial_ode_state(initial_state), self.token_times(max_steps))
         logits = self.readout(solution.states)
-        log_probs = tf.nn.log_softmax(logits)
         ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        scores = tf.reduce_max(log_probs, axis=-1)
+        # The chosen token's log-probability, without a second [batch, steps, vocab] tensor.
+        scores = tf.reduce_max(logits, axis=-1) - tf.reduce_logsumexp(logits, axis=-1)
         return search.mask_after_eos(ids, scores, EOS_ID, solution.nfe)
 
     def states_at(self, initial_state, times, target_inputs=None):
