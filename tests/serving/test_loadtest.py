@@ -47,7 +47,8 @@ def test_compare_runs_the_three_servers_and_prints_one_table(export_base, capsys
     from support import MODEL_NAME
 
     code = loadtest.main(["--compare", "--export-base", str(export_base), "--model-name", MODEL_NAME,
-                          "--clients", "4", "--duration", "1", "--workload", "decode1"])
+                          "--clients", "4", "--duration", "1", "--workload", "decode1",
+                          "--server-args", "--enable_model_warmup false"])  # three servers start sooner
     out = capsys.readouterr().out
     assert code == 0, out
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| unbatched") or
