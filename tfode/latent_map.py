@@ -30,7 +30,6 @@ class LatentMap(tf.Module):
             raise ValueError(f"A latent map needs at least {MIN_LANDMARKS} landmark sentences, got {len(sentences)}.")
         if not np.all(np.isfinite(codes)):
             raise ValueError("Every landmark code must be finite.")
-        self.units = codes.shape[1]
         self.mean = codes.mean(axis=0)
         # Right singular vectors of the centred codes: the principal directions, largest first.
         _, _, directions = np.linalg.svd(codes - self.mean, full_matrices=False)

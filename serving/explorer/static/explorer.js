@@ -12,7 +12,7 @@ const explorer = window.explorer = { pending: 0, ready: false, timings: [], erro
                                      idle: () => !state.slider.busy && !state.slider.again };
 
 const state = {
-  models: [], model: null, maxRows: 32, units: 0, signatures: new Set(),
+  model: null, maxRows: 32, units: 0, signatures: new Set(),
   landmarks: null,       // {sentences, points}
   drawn: {},             // layer name -> [{point, code, label}] drawn on the map
   pair: null,            // {a, b} of the last walk
@@ -337,7 +337,7 @@ function setLayer(name, points, codes, labels, tokens = null) {
   drawMap();
 }
 
-function mapScale(svg) {
+function mapScale() {
   const all = [];
   if (state.landmarks) all.push(...state.landmarks.points);
   for (const layer of Object.values(state.drawn)) all.push(...layer.points);
@@ -352,7 +352,7 @@ function mapScale(svg) {
 function drawMap() {
   const svg = $("map");
   clear(svg);
-  const at = mapScale(svg);
+  const at = mapScale();
   if (!at) return;
   if (state.landmarks) {
     state.landmarks.points.forEach((point, i) => {
@@ -429,7 +429,6 @@ function circle(svg, [cx, cy], r, kind) {
 
 async function start() {
   const config = await request("/explorer/config.json");
-  state.models = config.models;
   state.maxRows = config.max_rows;
   const menu = $("model");
   for (const name of config.models) { const option = document.createElement("option"); option.textContent = name; menu.appendChild(option); }
