@@ -1,6 +1,5 @@
 """Small models composed from the library's objects, for the tests."""
 
-import json
 
 import keras
 
@@ -49,11 +48,13 @@ def fit_until_reconstructed(model, tokens, max_rounds=12, epochs_per_round=25, l
     return decoded
 
 
-def backed_up_epoch(metadata_path) -> int:
-    """The epoch in BackupAndRestore's metadata file; 0 while it is missing or half-written
-    (Keras rewrites it in place, so a poll can read it empty)."""
+def backed_up_epoch(backup_dir) -> int:
+    """The epoch of the latest training backup in `backup_dir`; 0 while there is none (or the
+    folder is removed as it is read, when the run ends)."""
+    from training.callbacks import TrainingBackup
+
     try:
-        with open(metadata_path) as handle:
-            return json.load(handle).get("epoch", 0)
-    except (FileNotFoundError, json.JSONDecodeError):
+        state = TrainingBackup.read_state(str(backup_dir))
+    except FileNotFoundError:
         return 0
+    return state["epoch"] if state else 0

@@ -12,6 +12,7 @@ import time
 
 import keras
 import numpy as np
+from tfode import atomic
 
 from .rundir import save_model_atomically
 from . import rundir
@@ -42,27 +43,93 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             save_model_atomically(self.model, os.path.join(self.directory, rundir.BEST_CHECKPOINT))
 
 
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras' `BackupAndRestore` whose files are each written under a temporary name and renamed
-    over the old one, so that a process killed while it backs up leaves the previous backup
-    whole. Keras writes them in place: a worker killed mid-write left a truncated file that
-    failed the restart. Restoring, and the previous copy `double_checkpoint` keeps, are Keras'.
-    The backup folder must be local (renames are atomic within one file system)."""
+class TrainingBackup(keras.callbacks.Callback):
+    """Backs up the training state, so that a killed run resumes where it was: the model's and
+    the optimizer's weights, and the epoch to start again at. It does the job of Keras'
+    `BackupAndRestore` with public Keras calls only, and writes atomically.
 
-    def _save_model(self):
-        os.makedirs(self.backup_dir, exist_ok=True)
-        if self.double_checkpoint:
-            for path, previous in ((self._weights_path, self._prev_weights_path),
-                                   (self._training_metadata_path, self._prev_training_metadata_path)):
-                if os.path.exists(path):
-                    shutil.copyfile(path, previous + ".partial")
-                    os.replace(previous + ".partial", previous)
-        partial = os.path.join(self.backup_dir, "partial.weights.h5")  # Keras wants the suffix
-        self.model.save_weights(partial, overwrite=True)
-        os.replace(partial, self._weights_path)
-        with open(self._training_metadata_path + ".partial", "w") as handle:
-            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, handle)
-        os.replace(self._training_metadata_path + ".partial", self._training_metadata_path)
+        backup = TrainingBackup(directory, save_freq=100)
+        with strategy.scope():
+            initial_epoch = backup.restore(model)       # built and compiled
+        model.fit(..., initial_epoch=initial_epoch, callbacks=[backup, ...])
+
+    A backup is a weights file under a unique name and `STATE_FILE`, which names it and is
+    written last by a rename: a process killed at any moment leaves the previous backup whole.
+    Backups are made every `save_freq` batches (or only at epoch ends, `"epoch"`) and at the end
+    of every epoch. A run restored from a backup made mid-epoch starts that epoch again from its
+    first batch, with the weights it had reached (as `BackupAndRestore` does). The folder is
+    removed when `fit` ends; it must be local (renames are atomic within one file system).
+    """
+
+    STATE_FILE = "state.json"
+    WEIGHTS_SUFFIX = ".weights.h5"  # the suffix `Model.save_weights` requires
+
+    def __init__(self, directory: str, save_freq: int | str = "epoch"):
+        super().__init__()
+        if not directory:
+            raise ValueError("TrainingBackup needs a directory.")
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int)
+                                     or save_freq < 1):
+            raise ValueError(f"save_freq is 'epoch' or a positive number of batches, not {save_freq!r}.")
+        self.directory = directory
+        self.save_freq = save_freq
+        self.epoch = 0
+        self.last_batch = -1
+        self.batches_since_save = 0
+
+    @classmethod
+    def read_state(cls, directory: str) -> dict | None:
+        """The latest backup in `directory`: `{"epoch", "batch", "weights"}` (the epoch a restored
+        run starts at, the batches of it done, the weights file's name), or None when there is none."""
+        path = os.path.join(directory, cls.STATE_FILE)
+        if not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+
+    def restore(self, model) -> int:
+        """Loads the latest backup into `model` (built and compiled, inside the distribution
+        strategy's scope) and returns the epoch to give `fit` as `initial_epoch`; 0 without a backup."""
+        state = self.read_state(self.directory)
+        if state is None:
+            return 0
+        if not model.built:
+            raise ValueError("Build the model before restoring a backup into it.")
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)  # its variables must exist to be loaded
+        model.load_weights(os.path.join(self.directory, state["weights"]))
+        return int(state["epoch"])
+
+    def save(self, epoch: int, batch: int = 0) -> None:
+        """Backs up `self.model`: a run restored from it starts at `epoch`, `batch` batches of which
+        are in the weights."""
+        name = f"backup-{time.time_ns()}{self.WEIGHTS_SUFFIX}"
+        with atomic.replacing(os.path.join(self.directory, name), suffix=self.WEIGHTS_SUFFIX) as temporary:
+            self.model.save_weights(temporary)
+        atomic.write_text(os.path.join(self.directory, self.STATE_FILE),
+                          json.dumps({"epoch": epoch, "batch": batch, "weights": name}))
+        for entry in os.listdir(self.directory):  # older backups, and any a killed process left
+            if entry.endswith(self.WEIGHTS_SUFFIX) and entry != name:
+                os.remove(os.path.join(self.directory, entry))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.last_batch = epoch, -1
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self.batches_since_save += batch - self.last_batch  # batches skip with steps_per_execution
+        self.last_batch = batch
+        if self.batches_since_save >= self.save_freq:
+            self.batches_since_save = 0
+            self.save(self.epoch, batch + 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.batches_since_save = 0
+        self.save(epoch + 1)
+
+    def on_train_end(self, logs=None):
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -91,7 +158,7 @@ class ProgressSchedule(keras.callbacks.Callback):
 
     The end is `seconds` of wall-clock time after training began when a time budget is given (how
     many steps fit in it is not known in advance), otherwise `total_steps` optimizer steps. A run
-    resumed by `BackupAndRestore` starts its budget, and with it the schedule, again.
+    resumed from a `TrainingBackup` starts its budget, and with it the schedule, again.
     """
 
     def __init__(self, total_steps: int | None = None, seconds: float | None = None):

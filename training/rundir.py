@@ -6,7 +6,7 @@
     RUN_DIR/language_model.keras   the language model the model's path search asks (optional;
                                `training.fit_language_model`)
     RUN_DIR/checkpoints/       last.keras and best.keras, each written atomically
-    RUN_DIR/backup/            BackupAndRestore state while a run is unfinished
+    RUN_DIR/backup/            the TrainingBackup of a run that is unfinished
     RUN_DIR/history.csv, logs/ CSVLogger and TensorBoard
     RUN_DIR/nfe.csv            vector-field evaluations per step (ODE decoders)
     RUN_DIR/report/            what `training.evaluate` writes

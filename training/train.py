@@ -4,7 +4,7 @@
         --run-dir DIR [--epochs N] [--time-budget SECONDS] [--preset NAME] [...]
 
 The configuration is the defaults, then `--preset`, then the flags; it is written to
-DIR/config.json. Running the same command again on an unfinished DIR resumes it (BackupAndRestore
+DIR/config.json. Running the same command again on an unfinished DIR resumes it (a `TrainingBackup`
 keeps the state mid-epoch); a finished DIR is refused unless --overwrite.
 
 `--distribute multiworker` trains on the cluster in TF_CONFIG (training/cluster.py): run the same
@@ -219,7 +219,7 @@ def prepare_data(config: dict, run_dir: str, batch: int):
 
 def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), strategy=None) -> dict:
     """Runs the whole job; returns a summary dict. Assumes `prepare_run_dir` was called.
-    `extra_callbacks` (Keras callbacks) run after the job's own; `strategy` defaults to
+    `extra_callbacks` (Keras callbacks) run after the job's own, before the backup; `strategy` defaults to
     `make_strategy(config)` (a multi-worker strategy must be made before TensorFlow runs
     anything, so `main` makes it first)."""
     configure_devices(config)
@@ -243,6 +243,8 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), stra
         fit_steps = dict(steps_per_epoch=steps_per_epoch,
                          validation_steps=max(1, sizes["validation"] // batch))
 
+    backup = callbacks.TrainingBackup(rundir.path(run_dir, rundir.BACKUP),
+                                      save_freq=max(1, steps_per_epoch // 4))
     with strategy.scope():
         model = builder.build_model(config, text.vocabulary_size)
         model.build((None, None))
@@ -250,12 +252,10 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), stra
             keras.optimizers.Adam(learning_rate(config, steps_per_epoch), clipnorm=config["clipnorm"]),
             loss=builder.build_loss(config),
         )
+        initial_epoch = backup.restore(model)
     budget = callbacks.TimeBudget(config["time_budget"]) if config["time_budget"] else None
     divergence = callbacks.StopOnDivergence(max_nfe=config["max_nfe"])
     callback_list = [
-        callbacks.AtomicBackupAndRestore(
-            rundir.path(run_dir, rundir.BACKUP), save_freq=max(1, steps_per_epoch // 4), double_checkpoint=True
-        ),
         callbacks.AtomicCheckpoint(rundir.path(run_dir, rundir.CHECKPOINTS), divergence=divergence),
         keras.callbacks.TensorBoard(rundir.path(run_dir, rundir.LOGS)),
         keras.callbacks.CSVLogger(rundir.path(run_dir, rundir.HISTORY_FILE), append=True),
@@ -281,6 +281,7 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), stra
     if budget:
         callback_list.append(budget)
     callback_list.extend(extra_callbacks)
+    callback_list.append(backup)  # last: an epoch is backed up as done once the others logged it
     # The bucketed dataset's length is unknown until its first pass ends, which Keras reports as
     # running out of data: not a fault.
     warnings.filterwarnings("ignore", message="Your input ran out of data")
@@ -289,6 +290,7 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), stra
         train_data,
         validation_data=validation_data,
         epochs=config["epochs"],
+        initial_epoch=initial_epoch,
         callbacks=callback_list,
         shuffle=False,  # the dataset shuffles itself
         verbose=verbose,

@@ -164,37 +164,88 @@ class Killed(BaseException):
     """Stands for the process being killed in the middle of a write."""
 
 
-def test_a_backup_killed_mid_write_leaves_the_previous_one_whole_and_restorable(tmp_path, monkeypatch):
-    def dense():
-        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-        model.compile(keras.optimizers.Adam(), loss="mse")
-        return model
+def dense_model():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.Adam(), loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    return model
 
-    model = dense()
-    backup = callbacks.AtomicBackupAndRestore(str(tmp_path), save_freq=1, double_checkpoint=True)
+
+@pytest.mark.parametrize("killed_while", ["weights", "state"])
+def test_a_backup_killed_mid_write_leaves_the_previous_one_whole_and_restorable(
+        tmp_path, monkeypatch, killed_while):
+    model = dense_model()
+    backup = callbacks.TrainingBackup(str(tmp_path), save_freq=1)
     backup.set_model(model)
-    backup._current_epoch, backup._last_batch_seen = 2, 5
-    backup._save_model()
-    weights_file, metadata_file = tmp_path / "latest.weights.h5", tmp_path / "training_metadata.json"
-    whole = weights_file.read_bytes(), metadata_file.read_text()
+    backup.save(epoch=2, batch=5)
+    state = callbacks.TrainingBackup.read_state(str(tmp_path))
+    weights_file = tmp_path / state["weights"]
+    whole = weights_file.read_bytes()
     saved = [value.copy() for value in model.get_weights()]
 
     def killed_while_writing(filepath, overwrite=True):
         with open(filepath, "wb") as handle:
-            handle.write(whole[0][:100])  # the first bytes of a weights file, then the kill
+            handle.write(whole[:100])  # the first bytes of a weights file, then the kill
+        raise Killed()
+
+    def killed_before_the_rename(path, text):
         raise Killed()
 
     model.set_weights([value + 1.0 for value in saved])
-    monkeypatch.setattr(model, "save_weights", killed_while_writing)
-    backup._current_epoch = 3
+    if killed_while == "weights":
+        monkeypatch.setattr(model, "save_weights", killed_while_writing)
+    else:  # the new weights file is whole; the state that would name it is not written
+        monkeypatch.setattr(callbacks.atomic, "write_text", killed_before_the_rename)
     with pytest.raises(Killed):
-        backup._save_model()
-    assert (weights_file.read_bytes(), metadata_file.read_text()) == whole
+        backup.save(epoch=3)
+    assert callbacks.TrainingBackup.read_state(str(tmp_path)) == state
+    assert weights_file.read_bytes() == whole
 
-    restarted = dense()
-    restore = callbacks.AtomicBackupAndRestore(str(tmp_path), save_freq=1, double_checkpoint=True)
-    restore.set_model(restarted)
-    restore.on_train_begin()
+    restarted = dense_model()
+    assert callbacks.TrainingBackup(str(tmp_path)).restore(restarted) == 2
     for restored, expected in zip(restarted.get_weights(), saved):
         np.testing.assert_array_equal(restored, expected)
-    assert restarted._initial_epoch == 2
+
+
+class KillAt(keras.callbacks.Callback):
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.epoch, self.batch, self.weights = epoch, batch, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.current, batch) == (self.epoch, self.batch):
+            self.weights = [value.copy() for value in self.model.get_weights()]
+            raise Killed()
+
+
+def test_fit_resumes_from_the_backup_at_the_epoch_it_was_killed_in(tmp_path):
+    x, y = np.arange(48, dtype="float32").reshape(16, 3) / 48, np.ones((16, 2), "float32")
+    model = dense_model()
+    kill = KillAt(epoch=1, batch=2)  # after the backup of batch 2 (every batch is backed up)
+    with pytest.raises(Killed):
+        model.fit(x, y, batch_size=4, epochs=3, verbose=0,
+                  callbacks=[callbacks.TrainingBackup(str(tmp_path), save_freq=1), kill])
+    assert callbacks.TrainingBackup.read_state(str(tmp_path))["batch"] == 3
+    assert len(list(tmp_path.glob("*.weights.h5"))) == 1  # older backups are removed
+
+    restarted = dense_model()
+    backup = callbacks.TrainingBackup(str(tmp_path), save_freq=2)
+    initial_epoch = backup.restore(restarted)
+    assert initial_epoch == 1
+    for restored, expected in zip(restarted.get_weights(), kill.weights):
+        np.testing.assert_array_equal(restored, expected)
+    iterations = int(restarted.optimizer.iterations.numpy())
+    assert iterations == 4 + 3  # the optimizer's state came back too
+    history = restarted.fit(x, y, batch_size=4, epochs=3, initial_epoch=initial_epoch, verbose=0,
+                            callbacks=[backup])
+    assert history.epoch == [1, 2]
+    assert not tmp_path.exists()  # removed once fit ended
+
+
+@pytest.mark.parametrize("save_freq", [0, -1, 1.5, True, "batch"])
+def test_a_backup_refuses_a_save_frequency_it_cannot_keep(tmp_path, save_freq):
+    with pytest.raises(ValueError, match="save_freq"):
+        callbacks.TrainingBackup(str(tmp_path), save_freq=save_freq)

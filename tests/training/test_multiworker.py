@@ -70,11 +70,11 @@ def test_a_killed_worker_is_resumed_from_the_backup(tmp_path):
     run_dir = tmp_path / "run"
     ports = [free_port(), free_port()]
     processes = start_workers(run_dir, ports, epochs=3)
-    history, metadata = run_dir / "history.csv", run_dir / "backup" / "training_metadata.json"
+    history, backup = run_dir / "history.csv", run_dir / "backup"
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and backed_up_epoch(metadata) < 1:
+    while time.monotonic() < deadline and backed_up_epoch(backup) < 1:
         time.sleep(0.1)
-    assert backed_up_epoch(metadata) >= 1, "no backup was written in the second epoch"
+    assert backed_up_epoch(backup) >= 1, "no backup was written in the second epoch"
     processes[1].send_signal(signal.SIGKILL)  # a worker dies in the second epoch
     processes[0].kill()  # its peer waits in a collective: the cluster is restarted
     finish(processes)

@@ -134,10 +134,10 @@ def test_run_killed_mid_epoch_resumes_and_finishes_all_epochs(tmp_path):
             "--synthetic-size", "1200"]
     process = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    metadata = os.path.join(run_dir, "backup", "training_metadata.json")
+    backup = os.path.join(run_dir, "backup")
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
-        if backed_up_epoch(metadata) >= 1:
+        if backed_up_epoch(backup) >= 1:
             break
         time.sleep(0.05)
     assert process.poll() is None, "training finished before it could be interrupted"
