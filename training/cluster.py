@@ -93,6 +93,17 @@ def patch_keras_for_multiworker() -> None:
 
     if getattr(trainer, "_tfode_multiworker_patch", False):
         return
+    replaced = {"reduce_per_replica": trainer, "_collective_all_reduce_multi_worker": trainer,
+                "_maybe_symbolic_build": trainer.TensorFlowTrainer}
+    missing = [name for name, owner in replaced.items() if not hasattr(owner, name)]
+    if missing:  # a Keras upgrade moved what is replaced: say so rather than train wrongly
+        import keras
+
+        raise RuntimeError(
+            f"--distribute multiworker works around two faults of Keras 3.15's TensorFlow trainer, and "
+            f"Keras {keras.__version__} has no {', '.join(missing)}: check whether it fixed them, then "
+            "adapt or drop training.cluster.patch_keras_for_multiworker."
+        )
 
     def first_replica(value, strategy):
         if isinstance(value, tf.distribute.DistributedValues):

@@ -114,3 +114,15 @@ def test_a_missing_or_malformed_cluster_is_refused_before_anything_is_written(
                        "--run-dir", str(run_dir), *extra])
     assert code == 2 and message in capsys.readouterr().err
     assert not run_dir.exists()
+
+
+def test_the_keras_workaround_refuses_a_keras_without_what_it_replaces(monkeypatch):
+    from keras.src.backend.tensorflow import trainer
+
+    from training import cluster
+
+    monkeypatch.delattr(trainer, "_tfode_multiworker_patch", raising=False)
+    monkeypatch.delattr(trainer.TensorFlowTrainer, "_maybe_symbolic_build")
+    with pytest.raises(RuntimeError, match="_maybe_symbolic_build"):
+        cluster.patch_keras_for_multiworker()
+    assert trainer.reduce_per_replica.__module__ == trainer.__name__  # nothing was half-replaced
