@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 
-from .cli import HelpFormatter, add_export_arguments
+from .cli import add_export_arguments
 from .loadtest import SENTENCES
 
 
@@ -54,15 +54,15 @@ def measure(version, rows: int, threads: int, seconds: float) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.bench_batching", description=__doc__,
-                                     formatter_class=HelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_export_arguments(parser)
-    parser.add_argument("--rows", type=int, nargs="+", default=[1, 16], help="sentences per run")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="threads calling the session at once")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per setting")
+    parser.add_argument("--rows", type=int, nargs="+", default=[1, 16], help="sentences per run (default: %(default)s)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="threads calling the session at once (default: %(default)s)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per setting (default: %(default)s)")
     parser.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
-                        help="threads inside one op (0: TensorFlow chooses)")
+                        help="threads inside one op (0: TensorFlow chooses) (default: %(default)s)")
     parser.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
-                        help="ops at once (0: TensorFlow chooses; negative: every op in the calling thread)")
+                        help="ops at once (0: TensorFlow chooses; negative: every op in the calling thread) (default: %(default)s)")
     args = parser.parse_args(argv)
     if min(args.rows) < 1 or min(args.threads) < 1 or args.seconds <= 0:
         parser.error("--rows and --threads must be >= 1 and --seconds > 0")

@@ -19,7 +19,7 @@ import random
 import sys
 import tempfile
 
-from .cli import HelpFormatter, add_export_arguments
+from .cli import add_export_arguments
 
 TARGETS_MS = {"slider": 300, "pair": 1000}  # p95 a person waits for a slider move, a new pair
 
@@ -32,12 +32,12 @@ def percentile(values, share: float) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.bench_explorer", description=__doc__,
-                                     formatter_class=HelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_export_arguments(parser)
-    parser.add_argument("--pairs", type=int, default=12, help="pairs of sentences typed")
-    parser.add_argument("--moves", type=int, default=5, help="slider moves after each pair")
-    parser.add_argument("--points", type=int, default=9, help="points of each path")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the pairs and the slider's values")
+    parser.add_argument("--pairs", type=int, default=12, help="pairs of sentences typed (default: %(default)s)")
+    parser.add_argument("--moves", type=int, default=5, help="slider moves after each pair (default: %(default)s)")
+    parser.add_argument("--points", type=int, default=9, help="points of each path (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the pairs and the slider's values (default: %(default)s)")
     parser.add_argument("--screenshots", help="a folder for the screenshots of the first pair")
     args = parser.parse_args(argv)
     if args.pairs < 1 or args.moves < 1 or args.points < 2:

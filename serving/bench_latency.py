@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from .cli import HelpFormatter, add_export_arguments
+from .cli import add_export_arguments
 from .client import TFServingClient
 from .launch import ServerProcess
 from .loadtest import SENTENCES
@@ -41,9 +41,9 @@ def time_calls(call, requests, warmup=5):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.bench_latency", description=__doc__,
-                                     formatter_class=HelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_export_arguments(parser)
-    parser.add_argument("--requests", type=int, default=200, help="timed requests per path")
+    parser.add_argument("--requests", type=int, default=200, help="timed requests per path (default: %(default)s)")
     args = parser.parse_args(argv)
     import tensorflow as tf  # after the arguments, so that --help answers at once
     import tensorflow_text  # noqa: F401  (the graphs' text ops)

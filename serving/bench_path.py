@@ -17,7 +17,7 @@ import statistics
 import sys
 import time
 
-from .cli import HelpFormatter, add_export_arguments
+from .cli import add_export_arguments
 from .loadtest import SENTENCES
 
 
@@ -33,13 +33,13 @@ def pairs(sentences: list[str], count: int, rng) -> tuple[list[str], list[str]]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.bench_path", description=__doc__,
-                                     formatter_class=HelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_export_arguments(parser)
     parser.add_argument("--sentences", help="a file of sentences, one a line (default: the load test's)")
-    parser.add_argument("--pairs-per-run", type=int, default=25, help="paths per call of the signature")
-    parser.add_argument("--points", type=int, default=9, help="points per path, ends included")
-    parser.add_argument("--runs", type=int, default=8, help="measured calls")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the pairs")
+    parser.add_argument("--pairs-per-run", type=int, default=25, help="paths per call of the signature (default: %(default)s)")
+    parser.add_argument("--points", type=int, default=9, help="points per path, ends included (default: %(default)s)")
+    parser.add_argument("--runs", type=int, default=8, help="measured calls (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the pairs (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.pairs_per_run < 1 or args.runs < 1 or args.points < 2:
         parser.error("--pairs-per-run and --runs must be >= 1 and --points >= 2")

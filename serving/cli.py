@@ -5,20 +5,12 @@ import signal
 import threading
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module's docstring as written, and each flag's default: once, and not when there is
-    none (a help text may state its default itself, in words)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or "(default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     """--export-base and --model-name: the exported model a benchmark serves."""
     parser.add_argument("--export-base", required=True, help="the export folder (holds MODEL_NAME/VERSION)")
-    parser.add_argument("--model-name", default="tfode", help="the model's folder under --export-base")
+    parser.add_argument("--model-name", default="tfode", help="the model's folder under --export-base (default: %(default)s)")
 
 
 def run_until_stopped(start) -> None:

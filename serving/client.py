@@ -29,7 +29,6 @@ import urllib.request
 
 import numpy as np
 
-from .cli import HelpFormatter
 
 grpc = tensor_pb2 = tensor_shape_pb2 = types_pb2 = None
 get_model_metadata_pb2 = get_model_status_pb2 = model_service_pb2_grpc = None
@@ -319,26 +318,26 @@ def _text(value) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.client", description=__doc__,
-                                     formatter_class=HelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", default=None, help="host:port (default localhost:8500, or :8501 with --rest)")
     parser.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
-    parser.add_argument("--model-name", default="tfode", help="the model's name on the server")
+    parser.add_argument("--model-name", default="tfode", help="the model's name on the server (default: %(default)s)")
     parser.add_argument("--version", type=int, help="ask for this model version")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("decode", help="reconstruct sentences").add_argument("sentences", nargs="+")
     commands.add_parser("encode", help="latent vectors").add_argument("sentences", nargs="+")
     interpolate = commands.add_parser("interpolate", help="decode the latent path between two sentences",
-                                      formatter_class=HelpFormatter)
+                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     interpolate.add_argument("sentence_a")
     interpolate.add_argument("sentence_b")
     interpolate.add_argument("--steps", "--num-steps", type=int, default=7,
-                             help="points on the path, ends included (one request row each)")
-    interpolate.add_argument("--mode", choices=["linear", "slerp"], default="slerp", help="path between the codes")
+                             help="points on the path, ends included (one request row each) (default: %(default)s)")
+    interpolate.add_argument("--mode", choices=["linear", "slerp"], default="slerp", help="path between the codes (default: %(default)s)")
     path = commands.add_parser("path", help="the model's path of sentences between two sentences",
-                               formatter_class=HelpFormatter)
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
     path.add_argument("sentence_a")
     path.add_argument("sentence_b")
-    path.add_argument("--points", type=int, default=9, help="sentences on the path, ends included")
+    path.add_argument("--points", type=int, default=9, help="sentences on the path, ends included (default: %(default)s)")
     trajectory = commands.add_parser("trajectory", help="top tokens along h(t)")
     trajectory.add_argument("sentence")
     trajectory.add_argument("--times", type=float, nargs="+", required=True)

@@ -39,7 +39,6 @@ import urllib.request
 
 import numpy as np
 
-from .cli import HelpFormatter
 from .client import ServingClientError, TFServingClient
 
 SENTENCES = [
@@ -285,17 +284,17 @@ def report_compare(args) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.loadtest", description=__doc__,
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("--target", default="127.0.0.1:8500", help="host:port, loopback only")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", default="127.0.0.1:8500", help="host:port, loopback only (default: %(default)s)")
     parser.add_argument("--rest", action="store_true", help="REST instead of gRPC")
     parser.add_argument("--mixed", type=int, metavar="REST_PORT",
                         help="half the clients on gRPC at --target, half on REST at this port of the same host")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent clients, 1–64")
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds per run (at most 600)")
-    parser.add_argument("--max-requests", type=int, default=0, help="stop after this many (0: no cap)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients, 1–64 (default: %(default)s)")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds per run (at most 600) (default: %(default)s)")
+    parser.add_argument("--max-requests", type=int, default=0, help="stop after this many (0: no cap) (default: %(default)s)")
     parser.add_argument("--workload", choices=["mix", "decode1"], default="mix",
-                        help="decode1: one sentence per request; mix: decode, interpolate, trajectory")
-    parser.add_argument("--model-name", default="tfode", help="the model's name on the server")
+                        help="decode1: one sentence per request; mix: decode, interpolate, trajectory (default: %(default)s)")
+    parser.add_argument("--model-name", default="tfode", help="the model's name on the server (default: %(default)s)")
     parser.add_argument("--server-pid", type=int, help="report this process's RSS before and after")
     parser.add_argument("--compare", action="store_true",
                         help="start an unbatched and a batched server on --export-base and compare them")

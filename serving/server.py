@@ -28,7 +28,7 @@ import logging
 import os
 import sys
 
-from .cli import HelpFormatter, run_until_stopped
+from .cli import run_until_stopped
 
 # TensorFlow loads only once the arguments are read (serving.model_server), so --help and
 # --version answer at once.
@@ -79,7 +79,7 @@ REFUSED = {"ssl_config_file": (str, ""), "use_alts_credentials": (bool, False)}
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m serving.server", description=__doc__,
-                                     formatter_class=HelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
 
     def flag(name, **kwargs):  # a boolean stock flag: --name, --name=true or --name=false
@@ -87,38 +87,38 @@ def build_parser():
 
     stock = parser.add_argument_group("stock flags (tensorflow_model_server's names and defaults)")
     add = stock.add_argument
-    add("--port", type=int, default=8500, help="gRPC port (0: any free port)")
+    add("--port", type=int, default=8500, help="gRPC port (0: any free port) (default: %(default)s)")
     add("--grpc_socket_path", default="", help="also listen for gRPC on this UNIX socket")
-    add("--rest_api_port", type=int, default=0, help="REST port (0: no REST)")
-    add("--rest_api_timeout_in_ms", type=int, default=30000, help="time limit of a REST predict")
-    add("--model_name", default="default", help="the name clients put in model_spec (with --model_base_path)")
+    add("--rest_api_port", type=int, default=0, help="REST port (0: no REST) (default: %(default)s)")
+    add("--rest_api_timeout_in_ms", type=int, default=30000, help="time limit of a REST predict (default: %(default)s)")
+    add("--model_name", default="default", help="the name clients put in model_spec (with --model_base_path) (default: %(default)s)")
     add("--model_base_path", default="", help="folder of integer version folders (one model); any tf.io.gfile path")
     add("--model_config_file", default="", help="ModelServerConfig text proto: several models, version policies, labels")
     add("--model_config_file_poll_wait_seconds", type=float, default=0,
-        help="how often to reread --model_config_file (0: never; fractions allowed here)")
+        help="how often to reread --model_config_file (0: never; fractions allowed here) (default: %(default)s)")
     add("--file_system_poll_wait_seconds", type=float, default=1,
-        help="how often to look for versions (0: once at start; negative: never; fractions allowed here)")
-    add("--max_num_load_retries", type=int, default=5, help="times a failed load is tried again")
+        help="how often to look for versions (0: once at start; negative: never; fractions allowed here) (default: %(default)s)")
+    add("--max_num_load_retries", type=int, default=5, help="times a failed load is tried again (default: %(default)s)")
     add("--load_retry_interval_micros", type=int, default=60_000_000,
-        help="wait between load retries (negative: none)")
-    add("--saved_model_tags", default="serve", help="comma-separated tags of the MetaGraph to load")
-    flag("--enable_batching", default=False, help="join concurrent requests into server-side batches")
+        help="wait between load retries (negative: none) (default: %(default)s)")
+    add("--saved_model_tags", default="serve", help="comma-separated tags of the MetaGraph to load (default: %(default)s)")
+    flag("--enable_batching", default=False, help="join concurrent requests into server-side batches (default: %(default)s)")
     add("--batching_parameters_file", default="", help="BatchingParameters text proto (with --enable_batching)")
     flag("--enable_model_warmup", default=True,
-         help="replay each version's assets.extra/tf_serving_warmup_requests before serving it")
-    add("--num_request_iterations_for_warmup", type=int, default=1, help="times each warm-up record is replayed")
+         help="replay each version's assets.extra/tf_serving_warmup_requests before serving it (default: %(default)s)")
+    add("--num_request_iterations_for_warmup", type=int, default=1, help="times each warm-up record is replayed (default: %(default)s)")
     add("--monitoring_config_file", default="", help="MonitoringConfig text proto enabling Prometheus metrics")
     add("--tensorflow_session_parallelism", type=int, default=0,
-        help="threads of each TensorFlow session, both pools (0: TensorFlow's choice)")
-    add("--tensorflow_intra_op_parallelism", type=int, default=0, help="threads inside one op")
+        help="threads of each TensorFlow session, both pools (0: TensorFlow's choice) (default: %(default)s)")
+    add("--tensorflow_intra_op_parallelism", type=int, default=0, help="threads inside one op (default: %(default)s)")
     add("--tensorflow_inter_op_parallelism", type=int, default=0,
-        help="ops run at once; negative: every op in the calling thread")
-    add("--grpc_max_threads", type=int, default=4 * _cores(), help="gRPC worker threads (stock: 4 × cores)")
+        help="ops run at once; negative: every op in the calling thread (default: %(default)s)")
+    add("--grpc_max_threads", type=int, default=4 * _cores(), help="gRPC worker threads (stock: 4 × cores) (default: %(default)s)")
     add("--grpc_channel_arguments", default="", help="comma-separated gRPC server arguments, key=value")
-    flag("--enable_grpc_healthcheck_service", default=False, help="serve grpc.health.v1.Health")
+    flag("--enable_grpc_healthcheck_service", default=False, help="serve grpc.health.v1.Health (default: %(default)s)")
     flag("--enable_serialization_as_tensor_content", default=False,
-         help="write Predict outputs in tensor_content instead of their typed fields")
-    flag("--version", default=False, help="print the version and exit")
+         help="write Predict outputs in tensor_content instead of their typed fields (default: %(default)s)")
+    flag("--version", default=False, help="print the version and exit (default: %(default)s)")
     for name, (kind, default) in {**NO_EFFECT, **REFUSED}.items():
         if kind is bool:
             flag(f"--{name}", default=default, help=argparse.SUPPRESS)
@@ -127,16 +127,16 @@ def build_parser():
 
     own = parser.add_argument_group("this server's own flags")
     add = own.add_argument
-    add("--host", default="0.0.0.0", help="address to listen on (every interface, as stock; 127.0.0.1: loopback only)")
+    add("--host", default="0.0.0.0", help="address to listen on (every interface, as stock; 127.0.0.1: loopback only) (default: %(default)s)")
     add("--max_versions", type=int, default=None,
         help="with --model_base_path: how many newest versions are served (latest { num_versions }; 1)")
-    add("--max_request_rows", type=int, default=0, help="most text rows in one request (0: no bound, as stock)")
-    add("--max_request_bytes", type=int, default=INT32_MAX, help="largest request (stock: INT32_MAX)")
+    add("--max_request_rows", type=int, default=0, help="most text rows in one request (0: no bound, as stock) (default: %(default)s)")
+    add("--max_request_bytes", type=int, default=INT32_MAX, help="largest request (stock: INT32_MAX) (default: %(default)s)")
     add("--max_concurrent", type=int, default=0,
         help="admission: unbatched requests run at once, more wait and beyond --max_queued are shed "
-             "with RESOURCE_EXHAUSTED / 429 (0: off, as stock)")
-    add("--max_queued", type=int, default=32, help="admission: requests that may wait (with --max_concurrent)")
-    add("--drain_seconds", type=float, default=10.0, help="grace period on SIGTERM")
+             "with RESOURCE_EXHAUSTED / 429 (0: off, as stock) (default: %(default)s)")
+    add("--max_queued", type=int, default=32, help="admission: requests that may wait (with --max_concurrent) (default: %(default)s)")
+    add("--drain_seconds", type=float, default=10.0, help="grace period on SIGTERM (default: %(default)s)")
     return parser
 
 

@@ -101,7 +101,7 @@ while queue:
             shown = formatter._expand_help(action)
             if shown.count("(default") > 1 or "(default: None)" in shown:
                 noisy.append(action.option_strings[-1])
-        unset = action.default is None or action.default is False or action.default is argparse.SUPPRESS
+        unset = action.default in (None, argparse.SUPPRESS, "") or action.default is False
         if not action.option_strings or unset or action.help is argparse.SUPPRESS:
             continue
         if not action.help or "default" not in formatter._expand_help(action):

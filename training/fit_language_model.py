@@ -17,7 +17,6 @@ import argparse
 import os
 import sys
 
-from .cli import HelpFormatter
 from .data import DataError
 from .rundir import RunError
 
@@ -53,7 +52,7 @@ def fit(run_dir: str, epochs: int = 3, units: int = 256, embedding_dim: int = 64
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.fit_language_model", description=__doc__,
-                                     formatter_class=HelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", required=True, help="a directory written by training.train")
     parser.add_argument("--epochs", type=int, default=3, help="passes over the training split (default: 3)")
     parser.add_argument("--units", type=int, default=256, help="the GRU's width (default: 256)")

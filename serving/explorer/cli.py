@@ -16,20 +16,20 @@ import os
 import sys
 import tempfile
 
-from ..cli import HelpFormatter, run_until_stopped
+from ..cli import run_until_stopped
 
 BATCHING_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "batching.config")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tfode-explore", description=__doc__, formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(prog="tfode-explore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--export-base", help="the folder holding NAME/VERSION/ SavedModels: a model server is started for it")
     where.add_argument("--server", help="the REST address of a running model server, http://HOST:PORT")
     parser.add_argument("--model-name", action="append", required=True,
                         help="a served model's name (repeat for several)")
-    parser.add_argument("--port", type=int, default=8600, help="the explorer's port (0: a free one)")
-    parser.add_argument("--host", default="127.0.0.1", help="the explorer's interface (0.0.0.0: every one)")
+    parser.add_argument("--port", type=int, default=8600, help="the explorer's port (0: a free one) (default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1", help="the explorer's interface (0.0.0.0: every one) (default: %(default)s)")
     parser.add_argument("--max-rows", type=int,
                         help="rows the page puts in one request, at most the server's max_batch_size "
                              "(default: max_batch_size of the packaged batching.config)")

@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 
-from ..cli import HelpFormatter
 
 POOL = 200_000
 
@@ -64,10 +63,10 @@ def measure(path: str) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.benchmarks.data_path", description=__doc__,
-                                     formatter_class=HelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000],
-                        help="corpus sizes to measure, one fresh process each")
-    parser.add_argument("--source", default="grammar", help="grammar, or a corpus file to draw lines from")
+                        help="corpus sizes to measure, one fresh process each (default: %(default)s)")
+    parser.add_argument("--source", default="grammar", help="grammar, or a corpus file to draw lines from (default: %(default)s)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: the child process
     args = parser.parse_args(argv)
     if args.measure:

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 
-from ..cli import HelpFormatter
 
 DEFAULT_JOB = ["--data", "synthetic", "--preset", "tiny", "--decoder", "odernn", "--epochs", "1",
                "--dropout", "0.2", "--scheduled-sampling", "0.5", "--word-dropout", "0.1"]
@@ -48,10 +47,10 @@ def round_of_runs(count: int, seed: int, extra: list[str], folder: str) -> list[
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.benchmarks.determinism", description=__doc__,
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of runs, one after the other")
-    parser.add_argument("--side-by-side", type=int, default=3, help="runs started together in each round")
-    parser.add_argument("--seed", type=int, default=3, help="the seed of every run")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of runs, one after the other (default: %(default)s)")
+    parser.add_argument("--side-by-side", type=int, default=3, help="runs started together in each round (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=3, help="the seed of every run (default: %(default)s)")
     parser.add_argument("extra", nargs="*", help="further training.train flags (after --)")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.side_by_side < 1:

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 
-from ..cli import HelpFormatter
 from ..cluster import free_ports
 
 
@@ -44,13 +43,13 @@ def run_cluster(workers: int, flags: list[str], folder: str) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.benchmarks.distributed", description=__doc__,
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to compare")
-    parser.add_argument("--preset", default="synthetic", help="training preset of every run")
-    parser.add_argument("--decoder", default="odernn", help="decoder of every run")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per run")
-    parser.add_argument("--synthetic-size", type=int, default=6000, help="sentences of the built-in grammar")
-    parser.add_argument("--batch-size", type=int, default=64, help="per replica")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to compare (default: %(default)s)")
+    parser.add_argument("--preset", default="synthetic", help="training preset of every run (default: %(default)s)")
+    parser.add_argument("--decoder", default="odernn", help="decoder of every run (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per run (default: %(default)s)")
+    parser.add_argument("--synthetic-size", type=int, default=6000, help="sentences of the built-in grammar (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=64, help="per replica (default: %(default)s)")
     args = parser.parse_args(argv)
     if any(count < 1 or count > 8 for count in args.workers):
         parser.error("--workers must be between 1 and 8")

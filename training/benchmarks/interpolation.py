@@ -25,7 +25,6 @@ import shlex
 import sys
 
 from .common import DEFAULT_DATA, measured_on, relative_command, relative_path
-from ..cli import HelpFormatter
 from ..rundir import read_config
 from .. import rundir
 
@@ -166,7 +165,7 @@ def calibration_lines(judge) -> list[str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.benchmarks.interpolation", description=__doc__,
-                                     formatter_class=HelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", nargs="+", help="NAME=RUN_DIR of runs trained before")
     parser.add_argument("--train", nargs="+", help='NAME="FLAGS": runs to train first (default: none)')
     parser.add_argument("--preset", default="tatoeba-cpu", help="preset of the runs to train (default: tatoeba-cpu)")

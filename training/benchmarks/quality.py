@@ -19,7 +19,6 @@ import shutil
 import sys
 from typing import NamedTuple
 
-from ..cli import HelpFormatter
 from .common import (
     DEFAULT_DATA, data_missing, measured_on, relative_command, relative_path, settings_line,
 )
@@ -201,18 +200,18 @@ def write_results(path, results, command, lines):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.benchmarks.quality", description=__doc__,
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("--data", default=DEFAULT_DATA, help="the Tatoeba zip (or any data source)")
-    parser.add_argument("--budget", type=float, default=1800, help="training seconds per model")
-    parser.add_argument("--epochs", type=int, default=1000, help="epoch cap (the budget normally ends training)")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=DEFAULT_DATA, help="the Tatoeba zip (or any data source) (default: %(default)s)")
+    parser.add_argument("--budget", type=float, default=1800, help="training seconds per model (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=1000, help="epoch cap (the budget normally ends training) (default: %(default)s)")
     parser.add_argument("--decoders", nargs="+", default=["trajectory", "odernn", "gru"],
-                        choices=["trajectory", "odernn", "gru"], help="decoders to train and compare")
-    parser.add_argument("--beam-width", type=int, default=4, help="beam width of the beam-search columns")
+                        choices=["trajectory", "odernn", "gru"], help="decoders to train and compare (default: %(default)s)")
+    parser.add_argument("--beam-width", type=int, default=4, help="beam width of the beam-search columns (default: %(default)s)")
     parser.add_argument("--limit", type=int, help="evaluate on at most this many test sentences")
-    parser.add_argument("--out-dir", default=os.path.join("runs", "quality"), help="where runs are trained")
+    parser.add_argument("--out-dir", default=os.path.join("runs", "quality"), help="where runs are trained (default: %(default)s)")
     parser.add_argument("--reuse", action="store_true",
                         help="evaluate runs already trained in --out-dir instead of training them again")
-    parser.add_argument("--results", default=os.path.join("docs", "results.md"), help="the Markdown file written")
+    parser.add_argument("--results", default=os.path.join("docs", "results.md"), help="the Markdown file written (default: %(default)s)")
     args = parser.parse_args(argv)
     if data_missing(args.data):
         return 2

@@ -21,7 +21,6 @@ import statistics
 import sys
 
 from .common import DEFAULT_DATA, data_missing, measured_on, relative_command, settings_line
-from ..cli import HelpFormatter
 from .. import rundir
 
 SETTINGS = ("none", "kinetic", "jacobian", "both")
@@ -91,19 +90,19 @@ def table(results) -> list[str]:
 
 def parser() -> argparse.ArgumentParser:
     result = argparse.ArgumentParser(prog="python -m training.benchmarks.regularization", description=__doc__,
-                                     formatter_class=HelpFormatter)
-    result.add_argument("--data", default=DEFAULT_DATA, help="the Tatoeba zip (or any data source)")
-    result.add_argument("--budget", type=float, default=600, help="training seconds per setting")
-    result.add_argument("--epochs", type=int, default=1000, help="epoch cap (the budget normally ends training)")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    result.add_argument("--data", default=DEFAULT_DATA, help="the Tatoeba zip (or any data source) (default: %(default)s)")
+    result.add_argument("--budget", type=float, default=600, help="training seconds per setting (default: %(default)s)")
+    result.add_argument("--epochs", type=int, default=1000, help="epoch cap (the budget normally ends training) (default: %(default)s)")
     result.add_argument("--settings", nargs="+", default=["none", "both"], choices=SETTINGS,
-                        help="regularisers to compare")
-    result.add_argument("--kinetic-energy", type=float, default=0.05, help="λ of the kinetic energy")
-    result.add_argument("--jacobian-norm", type=float, default=0.05, help="λ of the Jacobian norm")
-    result.add_argument("--limit", type=int, default=1000, help="test sentences to evaluate")
+                        help="regularisers to compare (default: %(default)s)")
+    result.add_argument("--kinetic-energy", type=float, default=0.05, help="λ of the kinetic energy (default: %(default)s)")
+    result.add_argument("--jacobian-norm", type=float, default=0.05, help="λ of the Jacobian norm (default: %(default)s)")
+    result.add_argument("--limit", type=int, default=1000, help="test sentences to evaluate (default: %(default)s)")
     result.add_argument("--batch-size", type=int, default=128,
-                        help="sentences per batch (docs/regularization.md was measured at 128)")
-    result.add_argument("--out-dir", default=os.path.join("runs", "regularization"), help="where runs are trained")
-    result.add_argument("--results", default=os.path.join("docs", "regularization.md"), help="the Markdown file written")
+                        help="sentences per batch (docs/regularization.md was measured at 128) (default: %(default)s)")
+    result.add_argument("--out-dir", default=os.path.join("runs", "regularization"), help="where runs are trained (default: %(default)s)")
+    result.add_argument("--results", default=os.path.join("docs", "regularization.md"), help="the Markdown file written (default: %(default)s)")
     return result
 
 

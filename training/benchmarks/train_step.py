@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 
-from ..cli import HelpFormatter
 
 SETTINGS = [
     ("trajectory", "dopri5", {"solver": "dopri5"}),
@@ -47,13 +46,13 @@ def time_train_steps(decoder, solver, args, tokens, targets):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m training.benchmarks.train_step", description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--batch", type=int, default=64, help="sentences per step")
-    parser.add_argument("--length", type=int, default=14, help="tokens per sentence")
-    parser.add_argument("--units", type=int, default=256, help="hidden units")
-    parser.add_argument("--vocab", type=int, default=8000, help="vocabulary size")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps (the median is printed)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser = argparse.ArgumentParser(prog="python -m training.benchmarks.train_step", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=64, help="sentences per step (default: %(default)s)")
+    parser.add_argument("--length", type=int, default=14, help="tokens per sentence (default: %(default)s)")
+    parser.add_argument("--units", type=int, default=256, help="hidden units (default: %(default)s)")
+    parser.add_argument("--vocab", type=int, default=8000, help="vocabulary size (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (the median is printed) (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: %(default)s)")
     args = parser.parse_args(argv)
     from tfode.tokens import append_eos  # TensorFlow loads after the arguments are read
 
