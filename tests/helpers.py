@@ -1,5 +1,7 @@
 """Small models composed from the library's objects, for the tests."""
 
+import fcntl
+import os
 
 import keras
 
@@ -58,3 +60,21 @@ def backed_up_epoch(backup_dir) -> int:
     except FileNotFoundError:
         return 0
     return state["epoch"] if state else 0
+
+
+def built_once_per_run(tmp_path_factory, name, build):
+    """The Keras model `build()` returns, built once per test run rather than once per xdist
+    worker: the first worker to ask builds and saves it in the folder the run's workers share;
+    the others wait for it (a file lock) and load it. Without xdist it is simply built."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build()
+    shared = tmp_path_factory.getbasetemp().parent  # one folder per run, above each worker's own
+    path = shared / f"{name}.keras"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not path.exists():
+            model = build()
+            model.save(str(shared / f"{name}.partial.keras"))
+            os.replace(shared / f"{name}.partial.keras", path)
+            return model
+    return keras.models.load_model(str(path))
