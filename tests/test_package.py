@@ -119,3 +119,21 @@ def test_every_command_answers_help_without_tensorflow_and_shows_each_default(co
     assert probe["hidden"] == [], f"{command} --help hides the default of {probe['hidden']}"
     assert probe["noisy"] == [], f"{command} --help repeats the default of {probe['noisy']}, or shows None"
     assert not probe["tensorflow"], f"{command} imports TensorFlow before reading its arguments"
+
+
+@pytest.mark.parametrize("package, extra", [("training", "train"), ("serving", "serve")])
+def test_each_command_package_names_its_extra_as_pyproject_does_and_says_what_is_missing(package, extra):
+    import importlib
+    import re
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as handle:
+        extras = tomllib.load(handle)["project"]["optional-dependencies"]
+    declared = {re.match(r"[A-Za-z0-9_.-]+", requirement).group(0) for requirement in extras[extra]}
+    checked = importlib.import_module(package)._EXTRA  # import name → distribution
+    assert set(checked.values()) == declared
+    module, distribution = sorted(checked.items())[0]
+    probe = f"import sys; sys.modules[{module!r}] = None; import {package}"  # as if not installed
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert f"need {distribution}: pip install 'tfode[{extra}]'" in result.stderr.splitlines()[-1]
