@@ -68,7 +68,7 @@ def test_a_wheel_installs_into_a_fresh_environment_and_its_commands_run(tmp_path
 
 COMMANDS = sorted(
     f"{package}.{name[:-3]}"
-    for package in ("training", "training.benchmarks", "serving", "serving.explorer")
+    for package in ("training", "training.benchmarks", "serving", "serving.benchmarks", "serving.explorer")
     for name in os.listdir(os.path.join(ROOT, *package.split(".")))
     if name.endswith(".py")
     and 'if __name__ == "__main__"' in open(os.path.join(ROOT, *package.split("."), name)).read()

@@ -4,14 +4,14 @@ import re
 
 import pytest
 
-from serving import bench_batching
+from serving.benchmarks import decode_batching
 
 
 @pytest.mark.slow  # the exported model of the serving tests
 def test_the_decode_alone_is_measured_per_batch_size_and_thread_count(export_base, capsys):
     from support import MODEL_NAME
 
-    code = bench_batching.main(["--export-base", str(export_base), "--model-name", MODEL_NAME,
+    code = decode_batching.main(["--export-base", str(export_base), "--model-name", MODEL_NAME,
                                 "--rows", "1", "3", "--threads", "1", "2", "--seconds", "0.3"])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -25,9 +25,9 @@ def test_the_decode_alone_is_measured_per_batch_size_and_thread_count(export_bas
 
 
 def test_a_missing_export_and_bad_settings_are_refused(tmp_path, capsys):
-    assert bench_batching.main(["--export-base", str(tmp_path)]) == 2
+    assert decode_batching.main(["--export-base", str(tmp_path)]) == 2
     assert "no version under" in capsys.readouterr().err
     for flags in (["--rows", "0"], ["--threads", "0"], ["--seconds", "0"]):
         with pytest.raises(SystemExit) as stopped:
-            bench_batching.main(["--export-base", str(tmp_path), *flags])
+            decode_batching.main(["--export-base", str(tmp_path), *flags])
         assert stopped.value.code == 2

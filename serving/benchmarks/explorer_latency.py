@@ -1,6 +1,6 @@
 """How long a person waits in the explorer, measured in headless Chromium against a batched server.
 
-    python -m serving.bench_explorer --export-base exports --model-name tfode \
+    python -m serving.benchmarks.explorer_latency --export-base exports --model-name tfode \
         [--pairs 12] [--moves 5] [--points 9] [--seed 0] [--screenshots docs/explorer]
 
 Starts the model server as `tfode-explore --export-base` does (batched, the packaged
@@ -19,7 +19,7 @@ import random
 import sys
 import tempfile
 
-from .cli import add_export_arguments
+from ..cli import add_export_arguments
 
 TARGETS_MS = {"slider": 300, "pair": 1000}  # p95 a person waits for a slider move, a new pair
 
@@ -31,7 +31,7 @@ def percentile(values, share: float) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.bench_explorer", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m serving.benchmarks.explorer_latency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_export_arguments(parser)
     parser.add_argument("--pairs", type=int, default=12, help="pairs of sentences typed (default: %(default)s)")
@@ -43,9 +43,9 @@ def main(argv=None) -> int:
     if args.pairs < 1 or args.moves < 1 or args.points < 2:
         parser.error("--pairs and --moves must be >= 1 and --points >= 2")
 
-    from .explorer.app import ExplorerServer
-    from .explorer.browser import ExplorerPage, chromium
-    from .explorer.cli import packaged_max_batch_size, start_model_server
+    from ..explorer.app import ExplorerServer
+    from ..explorer.browser import ExplorerPage, chromium
+    from ..explorer.cli import packaged_max_batch_size, start_model_server
 
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="bench-explorer-") as folder:

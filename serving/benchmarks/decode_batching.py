@@ -1,6 +1,6 @@
 """What batching can give a model before any request handling: its decode alone, in one run.
 
-    python -m serving.bench_batching --export-base exports --model-name tfode \
+    python -m serving.benchmarks.decode_batching --export-base exports --model-name tfode \
         [--rows 1 16] [--threads 1 2] [--seconds 5] \
         [--tensorflow_intra_op_parallelism N] [--tensorflow_inter_op_parallelism N]
 
@@ -21,8 +21,8 @@ import sys
 import threading
 import time
 
-from .cli import add_export_arguments
-from .loadtest import SENTENCES
+from ..cli import add_export_arguments
+from ..loadtest import SENTENCES
 
 
 def measure(version, rows: int, threads: int, seconds: float) -> dict:
@@ -53,7 +53,7 @@ def measure(version, rows: int, threads: int, seconds: float) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.bench_batching", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m serving.benchmarks.decode_batching", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_export_arguments(parser)
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 16], help="sentences per run (default: %(default)s)")
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
         parser.error("--rows and --threads must be >= 1 and --seconds > 0")
     import tensorflow_text  # noqa: F401  (the graphs' text ops; loaded after the arguments are read)
 
-    from .model_manager import SessionThreads, load_newest
+    from ..model_manager import SessionThreads, load_newest
 
     threads = SessionThreads(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism)
     try:

@@ -1,6 +1,6 @@
 """Decode latency in-process, through the gRPC server and through REST, in one run.
 
-    python -m serving.bench_latency --export-base exports --model-name tfode [--requests 200]
+    python -m serving.benchmarks.decode_latency --export-base exports --model-name tfode [--requests 200]
 
 Loads the newest version with `tf.saved_model.load` for the in-process figures, starts
 `serving.server` on free loopback ports over the same folder, and times `--requests` sequential
@@ -17,10 +17,10 @@ import time
 
 import numpy as np
 
-from .cli import add_export_arguments
-from .client import TFServingClient
-from .launch import ServerProcess
-from .loadtest import SENTENCES
+from ..cli import add_export_arguments
+from ..client import TFServingClient
+from ..launch import ServerProcess
+from ..loadtest import SENTENCES
 
 
 def percentiles(seconds):
@@ -40,7 +40,7 @@ def time_calls(call, requests, warmup=5):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.bench_latency", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m serving.benchmarks.decode_latency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_export_arguments(parser)
     parser.add_argument("--requests", type=int, default=200, help="timed requests per path (default: %(default)s)")
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     import tensorflow as tf  # after the arguments, so that --help answers at once
     import tensorflow_text  # noqa: F401  (the graphs' text ops)
 
-    from .model_manager import versions_on_disk
+    from ..model_manager import versions_on_disk
 
     model_dir = os.path.join(args.export_base, args.model_name)
     versions = versions_on_disk(model_dir)

@@ -1,6 +1,6 @@
 """Seconds per path of the exported `path` signature, as the model server runs it.
 
-    python -m serving.bench_path --export-base exports --model-name tfode \
+    python -m serving.benchmarks.path_latency --export-base exports --model-name tfode \
         [--sentences FILE] [--pairs-per-run 25] [--points 9] [--runs 8] [--seed 0]
 
 Loads the newest version through the session loader `serving.server` uses and runs `path` on
@@ -17,8 +17,8 @@ import statistics
 import sys
 import time
 
-from .cli import add_export_arguments
-from .loadtest import SENTENCES
+from ..cli import add_export_arguments
+from ..loadtest import SENTENCES
 
 
 def pairs(sentences: list[str], count: int, rng) -> tuple[list[str], list[str]]:
@@ -32,7 +32,7 @@ def pairs(sentences: list[str], count: int, rng) -> tuple[list[str], list[str]]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.bench_path", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m serving.benchmarks.path_latency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_export_arguments(parser)
     parser.add_argument("--sentences", help="a file of sentences, one a line (default: the load test's)")
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     import numpy as np
     import tensorflow_text  # noqa: F401  (the graphs' text ops; loaded after the arguments are read)
 
-    from .model_manager import SessionThreads, load_newest
+    from ..model_manager import SessionThreads, load_newest
 
     try:
         version = load_newest(os.path.join(args.export_base, args.model_name), "path", SessionThreads(0, 0))

@@ -1,0 +1,1 @@
+"""Benchmarks of the served model: each a command that prints its figures."""
