@@ -90,15 +90,19 @@ class TrainingBackup(keras.callbacks.Callback):
     def restore(self, model) -> int:
         """Loads the latest backup into `model` (built and compiled, inside the distribution
         strategy's scope) and returns the epoch to give `fit` as `initial_epoch`; 0 without a backup."""
-        state = self.read_state(self.directory)
-        if state is None:
-            return 0
         if not model.built:
             raise ValueError("Build the model before restoring a backup into it.")
-        if model.optimizer is not None and not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)  # its variables must exist to be loaded
-        model.load_weights(os.path.join(self.directory, state["weights"]))
-        return int(state["epoch"])
+        try:
+            state = self.read_state(self.directory)
+            if state is None:
+                return 0
+            if model.optimizer is not None and not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)  # its variables must exist to be loaded
+            model.load_weights(os.path.join(self.directory, state["weights"]))
+            return int(state["epoch"])
+        except (ValueError, OSError, KeyError, TypeError) as error:
+            raise ValueError(f"The training backup in {self.directory} cannot be restored ({error}); "
+                             "move it aside to start the run from its beginning.") from error
 
     def save(self, epoch: int, batch: int = 0) -> None:
         """Backs up `self.model`: a run restored from it starts at `epoch`, `batch` batches of which

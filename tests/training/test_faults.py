@@ -245,6 +245,17 @@ def test_fit_resumes_from_the_backup_at_the_epoch_it_was_killed_in(tmp_path):
     assert not tmp_path.exists()  # removed once fit ended
 
 
+@pytest.mark.parametrize("state", ["{not json", '{"epoch": 1}', '{"epoch": 1, "batch": 0, "weights": "gone.weights.h5"}'])
+def test_a_backup_that_cannot_be_read_is_refused_with_what_to_do(tmp_path, state):
+    (tmp_path / callbacks.TrainingBackup.STATE_FILE).write_text(state)
+    model = dense_model()
+    before = [value.copy() for value in model.get_weights()]
+    with pytest.raises(ValueError, match="cannot be restored.*move it aside"):
+        callbacks.TrainingBackup(str(tmp_path)).restore(model)
+    for value, expected in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(value, expected)
+
+
 @pytest.mark.parametrize("save_freq", [0, -1, 1.5, True, "batch"])
 def test_a_backup_refuses_a_save_frequency_it_cannot_keep(tmp_path, save_freq):
     with pytest.raises(ValueError, match="save_freq"):
