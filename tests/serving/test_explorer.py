@@ -61,6 +61,22 @@ def test_page_shows_what_the_rest_api_answers(server, explorer, browser, tmp_pat
     found = rest(server, "path", sentence_a=[A], sentence_b=[B], points=[5])
     assert page.path("path-best") == found["sentences"][0]
 
+    # The map frames what is drawn with a margin of 15 % a side (its points then span 1 / 1.3 of
+    # the frame along one axis), or every landmark and point when asked (they span all of it).
+    def extent(selector):
+        return browser.execute_script(
+            "const dots = [...document.querySelectorAll(arguments[0])], box = document.getElementById('map').viewBox.baseVal;"
+            "const xs = dots.map(d => +d.getAttribute('cx')), ys = dots.map(d => +d.getAttribute('cy'));"
+            "return Math.max((Math.max(...xs) - Math.min(...xs)) / (box.width - 32),"
+            "                (Math.max(...ys) - Math.min(...ys)) / (box.height - 32));", selector)
+
+    assert extent("#map circle.point") == pytest.approx(1 / 1.3)
+    page.element("map-fit").click()
+    assert browser.execute_script("return document.querySelectorAll('#map circle.landmark').length") == len(landmarks)
+    assert extent("#map circle") == pytest.approx(1.0)
+    page.element("map-fit").click()
+    assert extent("#map circle.point") == pytest.approx(1 / 1.3)
+
     page.slide(0.3)
     at = rest(server, "interpolate", sentence_a=[A], sentence_b=[B], alpha=[0.3], mode=["linear"])
     assert page.text("alpha-sentence") == at["sentence"][0]

@@ -337,16 +337,29 @@ function setLayer(name, points, codes, labels, tokens = null) {
   drawMap();
 }
 
+// The map's frame: every landmark and layer, or (`map-fit`, once something is drawn) the drawn
+// layers and a margin around them, where the test sentences nearest to them lie.
+const MAP = { pad: 16, margin: 0.15 };  // its size is the SVG's viewBox
+
 function mapScale() {
-  const all = [];
-  if (state.landmarks) all.push(...state.landmarks.points);
-  for (const layer of Object.values(state.drawn)) all.push(...layer.points);
-  if (!all.length) return null;
-  const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
-  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
-  const [width, height, pad] = [640, 480, 16];
+  const drawn = Object.values(state.drawn).flatMap((layer) => layer.points);
+  const fit = $("map-fit").checked && drawn.length > 0;
+  const framed = fit ? drawn : [...(state.landmarks ? state.landmarks.points : []), ...drawn];
+  if (!framed.length) return null;
+  const xs = framed.map((p) => p[0]), ys = framed.map((p) => p[1]);
+  let [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  if (fit) {
+    const [dx, dy] = [(x1 - x0) * MAP.margin, (y1 - y0) * MAP.margin];
+    [x0, x1, y0, y1] = [x0 - dx, x1 + dx, y0 - dy, y1 + dy];
+  }
+  const { width, height } = $("map").viewBox.baseVal, { pad } = MAP;
   const scale = Math.min((width - 2 * pad) / (x1 - x0 || 1), (height - 2 * pad) / (y1 - y0 || 1));
   return (p) => [pad + (p[0] - x0) * scale, height - pad - (p[1] - y0) * scale];
+}
+
+function onMap([x, y]) {
+  const { width, height } = $("map").viewBox.baseVal;
+  return x >= 0 && x <= width && y >= 0 && y <= height;
 }
 
 function drawMap() {
@@ -357,7 +370,7 @@ function drawMap() {
   if (state.landmarks) {
     state.landmarks.points.forEach((point, i) => {
       const sentence = state.landmarks.sentences[i];
-      if (!sentence) return;
+      if (!sentence || !onMap(at(point))) return;
       const dot = circle(svg, at(point), 2.5, "landmark");
       dot.appendChild(title(sentence));
       dot.addEventListener("click", () => act("neighbours", () => neighboursOfSentence(sentence)));
@@ -437,6 +450,7 @@ async function start() {
   $("pair-form").addEventListener("submit", (event) => { event.preventDefault(); act("pair", walk); });
   $("alpha").addEventListener("input", moveSlider);
   $("mode").addEventListener("change", moveSlider);
+  $("map-fit").addEventListener("change", drawMap);
   await loadModel(config.models[0]);
 }
 
