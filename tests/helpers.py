@@ -62,19 +62,26 @@ def backed_up_epoch(backup_dir) -> int:
     return state["epoch"] if state else 0
 
 
-def built_once_per_run(tmp_path_factory, name, build):
-    """The Keras model `build()` returns, built once per test run rather than once per xdist
-    worker: the first worker to ask builds and saves it in the folder the run's workers share;
-    the others wait for it (a file lock) and load it. Without xdist it is simply built."""
-    if "PYTEST_XDIST_WORKER" not in os.environ:
-        return build()
-    shared = tmp_path_factory.getbasetemp().parent  # one folder per run, above each worker's own
-    path = shared / f"{name}.keras"
+def once_per_run(tmp_path_factory, name, make):
+    """The path `name` (a file or a folder) that `make(path)` writes, made once per test run
+    rather than once per xdist worker: the first worker to ask makes it in the folder the run's
+    workers share, the others wait for it (a file lock). The run's own folder without xdist."""
+    import shutil
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if "PYTEST_XDIST_WORKER" in os.environ else base  # one folder per run
+    path, partial = shared / name, shared / f"partial-{name}"
     with open(shared / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if not path.exists():
-            model = build()
-            model.save(str(shared / f"{name}.partial.keras"))
-            os.replace(shared / f"{name}.partial.keras", path)
-            return model
+            shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
+            make(partial)
+            os.replace(partial, path)
+    return path
+
+
+def model_once_per_run(tmp_path_factory, name, build):
+    """The Keras model `build()` returns, built and saved once per test run (`once_per_run`); every
+    worker, the one that built it included, gets it loaded from the saved file."""
+    path = once_per_run(tmp_path_factory, f"{name}.keras", lambda partial: build().save(str(partial)))
     return keras.models.load_model(str(path))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.helpers import built_once_per_run, fit_until_reconstructed, small_model
+from tests.helpers import fit_until_reconstructed, model_once_per_run, small_model
 
 
 @pytest.fixture(scope="session")
@@ -19,4 +19,4 @@ def trained(tmp_path_factory, tiny_text, tiny_tokens):
         fit_until_reconstructed(model, tiny_tokens, max_rounds=4)
         return model
 
-    return built_once_per_run(tmp_path_factory, "trained-odernn", fit)
+    return model_once_per_run(tmp_path_factory, "trained-euler-odernn", fit)
