@@ -56,10 +56,10 @@ def backed_up_epoch(backup_dir) -> int:
     from training.callbacks import TrainingBackup
 
     try:
-        state = TrainingBackup.read_state(str(backup_dir))
+        backups = TrainingBackup.backups(str(backup_dir))
     except FileNotFoundError:
         return 0
-    return state["epoch"] if state else 0
+    return backups[0]["epoch"] if backups else 0
 
 
 def once_per_run(tmp_path_factory, name, make):

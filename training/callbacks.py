@@ -53,16 +53,22 @@ class TrainingBackup(keras.callbacks.Callback):
             initial_epoch = backup.restore(model)       # built and compiled
         model.fit(..., initial_epoch=initial_epoch, callbacks=[backup, ...])
 
-    A backup is a weights file under a unique name and `STATE_FILE`, which names it and is
-    written last by a rename: a process killed at any moment leaves the previous backup whole.
-    Backups are made every `save_freq` batches (or only at epoch ends, `"epoch"`) and at the end
-    of every epoch. A run restored from a backup made mid-epoch starts that epoch again from its
-    first batch, with the weights it had reached (as `BackupAndRestore` does). The folder is
-    removed when `fit` ends; it must be local (renames are atomic within one file system).
+    A backup is a weights file under a unique name; `STATE_FILE` lists the last two (newest
+    first) and is written last, by a rename: a process killed at any moment leaves the previous
+    state whole. Backups are made every `save_freq` batches (or only at epoch ends, `"epoch"`) and
+    at the end of every epoch. A run restored from a backup made mid-epoch starts that epoch again
+    from its first batch, with the weights it had reached (as `BackupAndRestore` does). The folder
+    is removed when `fit` ends; it must be local (renames are atomic within one file system).
+
+    Workers of a multi-worker run back up at the same steps, each in its own folder, but a kill
+    can fall after one has committed a backup and before another has. No worker can be more than
+    one backup ahead (the next step is a collective that waits for every worker), so each keeps
+    two, and `restore` is given `agree`: the newest step every worker holds.
     """
 
     STATE_FILE = "state.json"
     WEIGHTS_SUFFIX = ".weights.h5"  # the suffix `Model.save_weights` requires
+    KEPT = 2
 
     def __init__(self, directory: str, save_freq: int | str = "epoch"):
         super().__init__()
@@ -78,29 +84,37 @@ class TrainingBackup(keras.callbacks.Callback):
         self.batches_since_save = 0
 
     @classmethod
-    def read_state(cls, directory: str) -> dict | None:
-        """The latest backup in `directory`: `{"epoch", "batch", "weights"}` (the epoch a restored
-        run starts at, the batches of it done, the weights file's name), or None when there is none."""
+    def backups(cls, directory: str) -> list[dict]:
+        """The backups in `directory`, newest first: `{"epoch", "batch", "step", "weights"}` (the
+        epoch a restored run starts at, the batches of it done, the optimizer's step count, the
+        weights file's name); [] when there is none."""
         path = os.path.join(directory, cls.STATE_FILE)
         if not os.path.exists(path):
-            return None
+            return []
         with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+            return json.load(handle)["backups"]
 
-    def restore(self, model) -> int:
+    def restore(self, model, agree=None) -> int:
         """Loads the latest backup into `model` (built and compiled, inside the distribution
-        strategy's scope) and returns the epoch to give `fit` as `initial_epoch`; 0 without a backup."""
+        strategy's scope) and returns the epoch to give `fit` as `initial_epoch`; 0 without a backup.
+        `agree(step) -> int` (multi-worker runs) is given this worker's newest backed-up step (-1:
+        none) and returns the newest every worker holds, the one restored (-1: start afresh)."""
         if not model.built:
             raise ValueError("Build the model before restoring a backup into it.")
         try:
-            state = self.read_state(self.directory)
-            if state is None:
+            backups = self.backups(self.directory)
+            if agree is not None:
+                step = agree(backups[0]["step"] if backups else -1)
+                backups = [backup for backup in backups if backup["step"] == step]
+                if step >= 0 and not backups:
+                    raise ValueError(f"it holds no backup of step {step}, the newest every worker holds")
+            if not backups:
                 return 0
             if model.optimizer is not None and not model.optimizer.built:
                 model.optimizer.build(model.trainable_variables)  # its variables must exist to be loaded
-            model.load_weights(os.path.join(self.directory, state["weights"]))
-            return int(state["epoch"])
-        except (ValueError, OSError, KeyError, TypeError) as error:
+            model.load_weights(os.path.join(self.directory, backups[0]["weights"]))
+            return int(backups[0]["epoch"])
+        except (ValueError, OSError, KeyError, TypeError, IndexError) as error:
             raise ValueError(f"The training backup in {self.directory} cannot be restored ({error}); "
                              "move it aside to start the run from its beginning.") from error
 
@@ -110,10 +124,13 @@ class TrainingBackup(keras.callbacks.Callback):
         name = f"backup-{time.time_ns()}{self.WEIGHTS_SUFFIX}"
         with atomic.replacing(os.path.join(self.directory, name), suffix=self.WEIGHTS_SUFFIX) as temporary:
             self.model.save_weights(temporary)
-        atomic.write_text(os.path.join(self.directory, self.STATE_FILE),
-                          json.dumps({"epoch": epoch, "batch": batch, "weights": name}))
+        step = int(self.model.optimizer.iterations.numpy()) if self.model.optimizer is not None else 0
+        kept = [{"epoch": epoch, "batch": batch, "step": step, "weights": name},
+                *self.backups(self.directory)][:self.KEPT]
+        atomic.write_text(os.path.join(self.directory, self.STATE_FILE), json.dumps({"backups": kept}))
+        named = {backup["weights"] for backup in kept}
         for entry in os.listdir(self.directory):  # older backups, and any a killed process left
-            if entry.endswith(self.WEIGHTS_SUFFIX) and entry != name:
+            if entry.endswith(self.WEIGHTS_SUFFIX) and entry not in named:
                 os.remove(os.path.join(self.directory, entry))
 
     def on_epoch_begin(self, epoch, logs=None):

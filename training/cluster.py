@@ -132,3 +132,19 @@ def patch_keras_for_multiworker() -> None:
     trainer.reduce_per_replica = reduce_logs
     trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build  # noqa: SLF001
     trainer._tfode_multiworker_patch = True  # noqa: SLF001
+
+
+def newest_common_step(strategy):
+    """`agree` for `TrainingBackup.restore`: given this worker's newest backed-up step, the smallest
+    of every worker's, which every worker holds (no worker is more than one backup ahead). A
+    collective: every worker calls it, once, before `fit`."""
+    import tensorflow as tf
+
+    def agree(step: int) -> int:
+        def gather():
+            return tf.distribute.get_replica_context().all_gather(tf.constant([step], tf.int64), axis=0)
+
+        gathered = strategy.experimental_local_results(strategy.run(gather))[0]
+        return int(tf.reduce_min(gathered))
+
+    return agree

@@ -252,7 +252,12 @@ def train(config: dict, run_dir: str, verbose: int = 1, extra_callbacks=(), stra
             keras.optimizers.Adam(learning_rate(config, steps_per_epoch), clipnorm=config["clipnorm"]),
             loss=builder.build_loss(config),
         )
-        initial_epoch = backup.restore(model)
+        agree = None
+        if config["distribute"] == "multiworker":
+            from .cluster import newest_common_step
+
+            agree = newest_common_step(strategy)
+        initial_epoch = backup.restore(model, agree=agree)
     budget = callbacks.TimeBudget(config["time_budget"]) if config["time_budget"] else None
     divergence = callbacks.StopOnDivergence(max_nfe=config["max_nfe"])
     callback_list = [

@@ -178,8 +178,8 @@ def test_a_backup_killed_mid_write_leaves_the_previous_one_whole_and_restorable(
     backup = callbacks.TrainingBackup(str(tmp_path), save_freq=1)
     backup.set_model(model)
     backup.save(epoch=2, batch=5)
-    state = callbacks.TrainingBackup.read_state(str(tmp_path))
-    weights_file = tmp_path / state["weights"]
+    state = callbacks.TrainingBackup.backups(str(tmp_path))
+    weights_file = tmp_path / state[0]["weights"]
     whole = weights_file.read_bytes()
     saved = [value.copy() for value in model.get_weights()]
 
@@ -198,7 +198,7 @@ def test_a_backup_killed_mid_write_leaves_the_previous_one_whole_and_restorable(
         monkeypatch.setattr(callbacks.atomic, "write_text", killed_before_the_rename)
     with pytest.raises(Killed):
         backup.save(epoch=3)
-    assert callbacks.TrainingBackup.read_state(str(tmp_path)) == state
+    assert callbacks.TrainingBackup.backups(str(tmp_path)) == state
     assert weights_file.read_bytes() == whole
 
     restarted = dense_model()
@@ -228,8 +228,10 @@ def test_fit_resumes_from_the_backup_at_the_epoch_it_was_killed_in(tmp_path):
     with pytest.raises(Killed):
         model.fit(x, y, batch_size=4, epochs=3, verbose=0,
                   callbacks=[callbacks.TrainingBackup(str(tmp_path), save_freq=1), kill])
-    assert callbacks.TrainingBackup.read_state(str(tmp_path))["batch"] == 3
-    assert len(list(tmp_path.glob("*.weights.h5"))) == 1  # older backups are removed
+    newest, previous = callbacks.TrainingBackup.backups(str(tmp_path))
+    assert (newest["epoch"], newest["batch"], newest["step"]) == (1, 3, 4 + 3)
+    assert (previous["epoch"], previous["batch"], previous["step"]) == (1, 2, 4 + 2)
+    assert len(list(tmp_path.glob("*.weights.h5"))) == 2  # older backups are removed
 
     restarted = dense_model()
     backup = callbacks.TrainingBackup(str(tmp_path), save_freq=2)
@@ -245,7 +247,8 @@ def test_fit_resumes_from_the_backup_at_the_epoch_it_was_killed_in(tmp_path):
     assert not tmp_path.exists()  # removed once fit ended
 
 
-@pytest.mark.parametrize("state", ["{not json", '{"epoch": 1}', '{"epoch": 1, "batch": 0, "weights": "gone.weights.h5"}'])
+@pytest.mark.parametrize("state", ["{not json", '{"epoch": 1}', '{"backups": [{"epoch": 1}]}',
+                                   '{"backups": [{"epoch": 1, "batch": 0, "step": 3, "weights": "gone.weights.h5"}]}'])
 def test_a_backup_that_cannot_be_read_is_refused_with_what_to_do(tmp_path, state):
     (tmp_path / callbacks.TrainingBackup.STATE_FILE).write_text(state)
     model = dense_model()
@@ -260,3 +263,30 @@ def test_a_backup_that_cannot_be_read_is_refused_with_what_to_do(tmp_path, state
 def test_a_backup_refuses_a_save_frequency_it_cannot_keep(tmp_path, save_freq):
     with pytest.raises(ValueError, match="save_freq"):
         callbacks.TrainingBackup(str(tmp_path), save_freq=save_freq)
+
+
+def test_a_worker_one_backup_ahead_restores_the_one_every_worker_holds(tmp_path):
+    x, y = np.arange(48, dtype="float32").reshape(16, 3) / 48, np.ones((16, 2), "float32")
+    model = dense_model()
+    kill = KillAt(epoch=0, batch=2)
+    with pytest.raises(Killed):
+        model.fit(x, y, batch_size=4, epochs=2, verbose=0,
+                  callbacks=[callbacks.TrainingBackup(str(tmp_path), save_freq=1), kill])
+    newest, previous = callbacks.TrainingBackup.backups(str(tmp_path))
+    asked = []
+
+    def agree(step):  # another worker was killed before it committed step 3
+        asked.append(step)
+        return previous["step"]
+
+    restarted = dense_model()
+    assert callbacks.TrainingBackup(str(tmp_path)).restore(restarted, agree=agree) == 0
+    assert asked == [newest["step"]] == [3]
+    assert int(restarted.optimizer.iterations.numpy()) == previous["step"] == 2
+    with pytest.raises(ValueError, match="no backup of step 1"):
+        callbacks.TrainingBackup(str(tmp_path)).restore(dense_model(), agree=lambda step: 1)
+    fresh = dense_model()
+    before = [value.copy() for value in fresh.get_weights()]
+    assert callbacks.TrainingBackup(str(tmp_path)).restore(fresh, agree=lambda step: -1) == 0  # one has none
+    for value, expected in zip(fresh.get_weights(), before):
+        np.testing.assert_array_equal(value, expected)
