@@ -62,26 +62,26 @@ def backed_up_epoch(backup_dir) -> int:
     return backups[0]["epoch"] if backups else 0
 
 
-def once_per_run(tmp_path_factory, name, make):
+def once_per_run(tmp_path_factory, name, make, suffix=""):
     """The path `name` (a file or a folder) that `make(path)` writes, made once per test run
     rather than once per xdist worker: the first worker to ask makes it in the folder the run's
-    workers share, the others wait for it (a file lock). The run's own folder without xdist."""
-    import shutil
+    workers share, the others wait for it (a file lock). The run's own folder without xdist.
+    `make` writes a temporary beside it (ending in `suffix`), renamed when whole (`tfode.atomic`)."""
+    from tfode import atomic
 
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if "PYTEST_XDIST_WORKER" in os.environ else base  # one folder per run
-    path, partial = shared / name, shared / f"partial-{name}"
+    path = shared / name
     with open(shared / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if not path.exists():
-            shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
-            make(partial)
-            os.replace(partial, path)
+            with atomic.replacing(str(path), suffix=suffix) as temporary:
+                make(temporary)
     return path
 
 
 def model_once_per_run(tmp_path_factory, name, build):
     """The Keras model `build()` returns, built and saved once per test run (`once_per_run`); every
     worker, the one that built it included, gets it loaded from the saved file."""
-    path = once_per_run(tmp_path_factory, f"{name}.keras", lambda partial: build().save(str(partial)))
+    path = once_per_run(tmp_path_factory, f"{name}.keras", lambda temporary: build().save(temporary), suffix=".keras")
     return keras.models.load_model(str(path))
